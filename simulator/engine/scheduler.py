@@ -1,0 +1,305 @@
+"""vLLM v1's continuous-batching scheduler, mirrored in plain Python (no SimPy).
+
+What this models (``vllm/v1/core/sched/scheduler.py``, ``Scheduler.schedule`` and
+``update_from_output``), rule for rule:
+- no prefill or decode phase: each request's ``num_computed_tokens`` catches up with ``num_tokens``;
+- a per-step token budget ``max_num_batched_tokens`` and at most ``max_num_seqs`` running requests;
+- RUNNING requests are scheduled first, in order; then WAITING ones;
+- ``long_prefill_token_threshold`` caps the tokens one request gets in a step (0 = off);
+- when the KV cache has no room for a running request, the scheduler preempts: FCFS takes the tail
+  of RUNNING, PRIORITY takes the request with the largest (priority, arrival_time); the victim's
+  blocks are freed and it goes back to the front of WAITING with nothing computed (recompute mode);
+  if the victim is the request being scheduled, that request waits too;
+- no WAITING request is admitted in a step that preempted;
+- a prefix-cache lookup is done only for a request with nothing computed, capped at
+  ``num_tokens − 1`` (so even a resumed request benefits from its own still-cached blocks);
+- with chunked prefill off, a waiting request whose remaining tokens exceed the budget stops
+  admission for this step (``break``); with it on, it gets what is left of the budget;
+- after the step, a request whose computed tokens reached its tokens samples one output token; it
+  finishes when it has ``max_tokens`` outputs or reaches ``max_model_len``, and its blocks are freed.
+
+Leaves out: speculative decoding, async scheduling placeholders, encoder inputs, LoRA slots,
+KV connectors, structured output. The mode names follow vLLM's ``--scheduling-policy`` values.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from simulator.engine.kv_cache import KVCacheManager
+from simulator.engine.request import Request, RequestStatus
+
+SchedulingPolicy = Literal["fcfs", "priority"]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """The vLLM engine arguments the scheduler obeys (same names as ``vllm serve`` flags)."""
+
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    max_model_len: int = 8192
+    enable_chunked_prefill: bool = True
+    long_prefill_token_threshold: int = 0
+    policy: SchedulingPolicy = "fcfs"
+
+
+@dataclass(slots=True)
+class StepPlan:
+    """What one engine step computes: the scheduler's output, as the step-time model needs it."""
+
+    requests: list[Request] = field(default_factory=list)
+    num_new_tokens: list[int] = field(default_factory=list)
+    context_lens: list[int] = field(default_factory=list)
+    """Tokens already in the KV cache for each scheduled request before this step."""
+    preempted: list[Request] = field(default_factory=list)
+    num_scheduled_new: int = 0
+    """Requests admitted from WAITING this step (new or resumed)."""
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.num_new_tokens)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.requests)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.requests
+
+
+class RequestQueue(Protocol):
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Request]: ...
+    def add(self, request: Request) -> None: ...
+    def prepend(self, request: Request) -> None: ...
+    def peek(self) -> Request: ...
+    def pop(self) -> Request: ...
+    def remove(self, request: Request) -> None: ...
+
+
+class FcfsQueue:
+    """First come, first served; preempted requests go back to the front."""
+
+    def __init__(self) -> None:
+        self._q: deque[Request] = deque()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(self._q)
+
+    def add(self, request: Request) -> None:
+        self._q.append(request)
+
+    def prepend(self, request: Request) -> None:
+        self._q.appendleft(request)
+
+    def peek(self) -> Request:
+        return self._q[0]
+
+    def pop(self) -> Request:
+        return self._q.popleft()
+
+    def remove(self, request: Request) -> None:
+        self._q.remove(request)
+
+
+class PriorityQueue:
+    """Ordered by (priority, arrival_time): lower values first, as vLLM's priority policy."""
+
+    def __init__(self) -> None:
+        self._h: list[tuple[int, float, int, Request]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._h)
+
+    def __iter__(self) -> Iterator[Request]:
+        return (e[3] for e in sorted(self._h))
+
+    def add(self, request: Request) -> None:
+        heapq.heappush(self._h, (request.priority, request.arrival_time, next(self._seq), request))
+
+    prepend = add
+
+    def peek(self) -> Request:
+        return self._h[0][3]
+
+    def pop(self) -> Request:
+        return heapq.heappop(self._h)[3]
+
+    def remove(self, request: Request) -> None:
+        self._h = [e for e in self._h if e[3] is not request]
+        heapq.heapify(self._h)
+
+
+QUEUES: dict[str, type[FcfsQueue] | type[PriorityQueue]] = {
+    "fcfs": FcfsQueue,
+    "priority": PriorityQueue,
+}
+
+
+class Scheduler:
+    """One replica's scheduler: WAITING and RUNNING queues over a KV-cache manager."""
+
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+        self.config = config
+        self.kv = kv
+        self.waiting: RequestQueue = QUEUES[config.policy]()
+        self.running: list[Request] = []
+        self.num_preemptions = 0
+
+    # ---- queue management --------------------------------------------------------------------
+    def add_request(self, request: Request) -> None:
+        request.status = RequestStatus.WAITING
+        self.waiting.add(request)
+
+    def abort_request(self, request: Request) -> bool:
+        """Remove a request wherever it is and free its blocks (client gone). True if found."""
+        if request.status == RequestStatus.FINISHED:
+            return False
+        if request.status == RequestStatus.RUNNING:
+            self.running.remove(request)
+        else:
+            self.waiting.remove(request)
+        self.kv.free_request(request)
+        request.status = RequestStatus.FINISHED
+        return True
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    def has_work(self) -> bool:
+        return bool(self.running) or bool(len(self.waiting))
+
+    # ---- one step ------------------------------------------------------------------------------
+    def _preempt(self, request: Request) -> None:
+        self.kv.free_request(request)
+        request.status = RequestStatus.PREEMPTED
+        request.num_computed_tokens = 0
+        request.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.prepend(request)
+
+    def schedule(self) -> StepPlan:
+        """Decide this step's batch and reserve its KV blocks (vLLM ``Scheduler.schedule``)."""
+        cfg = self.config
+        kv = self.kv
+        plan = StepPlan()
+        sched_reqs = plan.requests
+        sched_tokens = plan.num_new_tokens
+        budget = cfg.max_num_batched_tokens
+        threshold = cfg.long_prefill_token_threshold
+        max_len = cfg.max_model_len
+        priority = cfg.policy == "priority"
+
+        # 1. RUNNING requests.
+        i = 0
+        running = self.running
+        while i < len(running) and budget > 0:
+            req = running[i]
+            n = req.num_tokens - req.num_computed_tokens
+            if 0 < threshold < n:
+                n = threshold
+            n = min(n, budget, max_len - 1 - req.num_computed_tokens)
+            if n <= 0:
+                i += 1
+                continue
+            while True:
+                if kv.allocate_slots(req, n) is not None:
+                    break
+                if priority:
+                    victim = max(running, key=lambda r: (r.priority, r.arrival_time))
+                    running.remove(victim)
+                    if victim in sched_reqs:
+                        k = sched_reqs.index(victim)
+                        sched_reqs.pop(k)
+                        budget += sched_tokens.pop(k)
+                        i -= 1
+                else:
+                    victim = running.pop()
+                self._preempt(victim)
+                plan.preempted.append(victim)
+                if victim is req:
+                    break
+            if req.status == RequestStatus.PREEMPTED:
+                break
+            sched_reqs.append(req)
+            sched_tokens.append(n)
+            budget -= n
+            i += 1
+
+        # 2. WAITING requests — not in a step that preempted.
+        if not plan.preempted:
+            waiting = self.waiting
+            while len(waiting) and budget > 0:
+                if len(running) >= cfg.max_num_seqs:
+                    break
+                req = waiting.peek()
+                hit_blocks: list[int] = []
+                hit_tokens = 0
+                if req.num_computed_tokens == 0:
+                    hit_blocks, hit_tokens = kv.get_computed_blocks(req)
+                n = req.num_tokens - hit_tokens
+                if 0 < threshold < n:
+                    n = threshold
+                if not cfg.enable_chunked_prefill and n > budget:
+                    break
+                n = min(n, budget)
+                if kv.allocate_slots(req, n, hit_tokens, hit_blocks) is None:
+                    break
+                waiting.pop()
+                running.append(req)
+                req.status = RequestStatus.RUNNING
+                req.num_computed_tokens = hit_tokens
+                if req.num_cached_tokens < 0:
+                    req.num_cached_tokens = hit_tokens
+                sched_reqs.append(req)
+                sched_tokens.append(n)
+                plan.num_scheduled_new += 1
+                budget -= n
+
+        # 3. Advance computed tokens now, as vLLM's _update_after_schedule does.
+        ctx = plan.context_lens
+        for req, n in zip(sched_reqs, sched_tokens, strict=True):
+            ctx.append(req.num_computed_tokens)
+            req.num_computed_tokens += n
+        return plan
+
+    def update(self, plan: StepPlan) -> tuple[list[Request], list[Request]]:
+        """Apply the step's result (vLLM ``update_from_output``).
+
+        Returns (requests that produced a token this step, requests that finished).
+        """
+        produced: list[Request] = []
+        finished: list[Request] = []
+        max_len = self.config.max_model_len
+        for req in plan.requests:
+            if req.status != RequestStatus.RUNNING:
+                continue
+            if req.num_computed_tokens < req.num_tokens:
+                continue  # partial prefill: the sampled token is discarded
+            req.num_output_tokens += 1
+            produced.append(req)
+            if req.num_output_tokens >= req.max_tokens or req.num_tokens >= max_len:
+                finished.append(req)
+        if finished:
+            done = set(map(id, finished))
+            self.running = [r for r in self.running if id(r) not in done]
+            for req in finished:
+                req.status = RequestStatus.FINISHED
+                self.kv.free_request(req)
+        return produced, finished

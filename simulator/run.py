@@ -1,0 +1,251 @@
+"""``simulate(scenario) -> Results``: build, run, finalise, collect — in one place.
+
+What this models: one what-if experiment, end to end. *Build* resolves the profiles, checks the model
+fits (the same checks vLLM does at start-up, with a message saying what to change), sizes each
+replica's KV cache and wires clients → gateway → router → replicas. *Run* advances the SimPy clock
+until every request has ended, or the workload's duration or the safety limit is reached. *Finalise*
+checks conservation (every request ended exactly once or is in flight). *Collect* turns the flat
+records into DataFrames and the summary. The result records the resolved scenario, the seed, the
+package version and the wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+import yaml
+
+from simulator import __version__
+from simulator.cluster.client import closed_loop_client, open_loop
+from simulator.cluster.fleet import Fleet
+from simulator.cluster.replica import Replica
+from simulator.cluster.router import ROUTERS
+from simulator.config import ClosedLoopArrivals, Scenario
+from simulator.engine.kv_cache import KVCacheManager
+from simulator.engine.scheduler import Scheduler, SchedulerConfig
+from simulator.engine.step_time import RooflineStepTime
+from simulator.errors import ConfigError
+from simulator.metrics.recorder import Recorder
+from simulator.metrics.summary import summarize
+from simulator.profiles import (
+    Calibration,
+    GpuProfile,
+    MemoryBudget,
+    ModelProfile,
+    find_calibration,
+    load_gpu,
+    load_model,
+    memory_budget,
+)
+from simulator.workload.arrivals import arrival_times
+from simulator.workload.generator import RequestStream
+
+
+@dataclass
+class Deployment:
+    """The resolved replica configuration: what was actually simulated."""
+
+    model: ModelProfile
+    gpu: GpuProfile
+    tp: int
+    weight_dtype: str
+    kv_dtype: str
+    max_model_len: int
+    memory: MemoryBudget
+    calibration: Calibration
+    calibration_source: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model.name, "gpu": self.gpu.name, "tp": self.tp,
+            "weight_dtype": self.weight_dtype, "kv_cache_dtype": self.kv_dtype,
+            "max_model_len": self.max_model_len,
+            "kv_cache_gib_per_gpu": round(self.memory.kv_cache_gib, 3),
+            "weights_gib_per_gpu": round(self.memory.weights_gib, 3),
+            "num_gpu_blocks": self.memory.num_blocks,
+            "kv_cache_tokens": self.memory.max_tokens,
+            "calibration": self.calibration_source,
+        }
+
+
+@dataclass
+class Results:
+    """Everything one run produced."""
+
+    scenario: Scenario
+    deployment: Deployment
+    requests: pd.DataFrame
+    steps: pd.DataFrame
+    timeseries: pd.DataFrame
+    itl: pd.DataFrame
+    summary: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out: str | Path) -> Path:
+        """Write summary.json, requests.parquet, steps.parquet, timeseries.parquet, scenario.yaml."""
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        self.requests.to_parquet(d / "requests.parquet", index=False)
+        self.steps.to_parquet(d / "steps.parquet", index=False)
+        self.timeseries.to_parquet(d / "timeseries.parquet", index=False)
+        (d / "scenario.yaml").write_text(
+            yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False))
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_deployment(sc: Scenario) -> Deployment:
+    """Profiles + engine arguments → the replica as vLLM would start it, or a one-line error."""
+    model = load_model(sc.model.name)
+    gpu = load_gpu(sc.fleet.gpu)
+    eng = sc.engine
+    tp = sc.fleet.tp
+    wdt = sc.model.weight_dtype or model.native_dtype
+    if wdt not in model.weight_dtypes:
+        raise ConfigError(f"model.weight_dtype: {model.name} has no {wdt} weights; "
+                          f"supported: {', '.join(model.weight_dtypes)}")
+    kvdt = sc.model.kv_cache_dtype
+    if kvdt == "auto":
+        kvdt = "fp16" if model.native_dtype == "fp16" else "bf16"
+    if kvdt not in model.kv_dtypes and kvdt != "bf16":
+        raise ConfigError(f"model.kv_cache_dtype: {model.name} does not support a {kvdt} KV cache; "
+                          f"supported: {', '.join(model.kv_dtypes)}")
+    if tp > gpu.gpus_per_node:
+        raise ConfigError(f"fleet.tp: {tp} exceeds the {gpu.gpus_per_node} GPUs of one "
+                          f"{gpu.name} node (pipeline parallelism is not modelled); lower tp")
+    if model.num_attention_heads % tp:
+        raise ConfigError(f"fleet.tp: {model.name} has {model.num_attention_heads} attention heads, "
+                          f"not divisible by tp={tp}; pick a tp that divides it")
+    max_len = eng.max_model_len or model.max_position_embeddings
+    if max_len > model.max_position_embeddings:
+        raise ConfigError(f"engine.max_model_len: {max_len} exceeds {model.name}'s "
+                          f"max_position_embeddings {model.max_position_embeddings}; lower it")
+    if not eng.enable_chunked_prefill and eng.max_num_batched_tokens < max_len:
+        raise ConfigError(f"engine.max_num_batched_tokens: {eng.max_num_batched_tokens} < "
+                          f"max_model_len {max_len} with chunked prefill off (vLLM refuses this); "
+                          f"raise it, lower engine.max_model_len, or enable chunked prefill")
+    mem = memory_budget(model, gpu, tp=tp, weight_dtype=wdt, kv_dtype=kvdt,
+                        gpu_memory_utilization=eng.gpu_memory_utilization,
+                        block_size=eng.block_size,
+                        max_num_batched_tokens=eng.max_num_batched_tokens,
+                        max_num_seqs=eng.max_num_seqs, reserve_gib=eng.memory_reserve_gib)
+    if mem.kv_cache_gib <= 0:
+        need = mem.weights_gib * tp
+        raise ConfigError(
+            f"fleet.tp: {model.name} {wdt} needs {need:.1f} GiB of weights ({mem.weights_gib:.1f} "
+            f"GiB per GPU at tp={tp}) plus {mem.activation_gib + mem.reserve_gib:.1f} GiB of "
+            f"activations/reserve, but a {gpu.name} offers {mem.usable_gib:.1f} GiB at "
+            f"gpu_memory_utilization {eng.gpu_memory_utilization}; raise tp, use a smaller "
+            f"weight_dtype, or pick a bigger GPU")
+    if mem.max_tokens < max_len:
+        need_gib = max_len * mem.kv_bytes_per_token / 2**30
+        raise ConfigError(
+            f"engine.max_model_len: {max_len} needs {need_gib:.2f} GiB of KV cache per GPU but "
+            f"only {mem.kv_cache_gib:.2f} GiB is left after weights on {gpu.name} at tp={tp} "
+            f"(room for {mem.max_tokens} tokens); lower max_model_len to <= {mem.max_tokens} "
+            f"or raise tp / gpu_memory_utilization")
+    cal, source = resolve_calibration(sc, gpu)
+    return Deployment(model, gpu, tp, wdt, kvdt, max_len, mem, cal, source)
+
+
+def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str]:
+    choice = sc.step_time.calibration
+    if choice == "prior":
+        cal, source = Calibration(), "prior (uncalibrated defaults)"
+    else:
+        found = find_calibration(gpu.name, None if choice == "auto" else choice)
+        if found is None and choice != "auto":
+            raise ConfigError(f"step_time.calibration: no calibration '{choice}' for {gpu.name} "
+                              f"in hardware_profiles/calibration/; use auto or prior")
+        if found is None:
+            cal, source = Calibration(), "prior (no calibration file for this GPU)"
+        else:
+            cal = found.coefficients
+            source = f"{found.gpu}__vllm-{found.vllm_family} ({found.provenance.method})"
+    if sc.step_time.overrides:
+        cal = cal.model_copy(update=sc.step_time.overrides)
+        cal = Calibration.model_validate(cal.model_dump())
+        source += f" + overrides {sorted(sc.step_time.overrides)}"
+    return cal, source
+
+
+# --------------------------------------------------------------------------------------------
+# Simulate
+# --------------------------------------------------------------------------------------------
+
+
+def simulate(sc: Scenario) -> Results:
+    """Run one scenario and return its results."""
+    wall0 = time.perf_counter()
+    dep = resolve_deployment(sc)
+    eng = sc.engine
+    env = simpy.Environment()
+    rec = Recorder(record_steps=sc.metrics.record_steps)
+    seeds = np.random.SeedSequence(sc.seed).spawn(4)
+    rng_arrivals, rng_lengths = (np.random.default_rng(s) for s in seeds[:2])
+
+    fleet = Fleet(env, ROUTERS[sc.fleet.router.kind](), rec, dep.max_model_len)
+    step_model = RooflineStepTime(dep.model, dep.gpu, tp=dep.tp, weight_dtype=dep.weight_dtype,
+                                  kv_dtype=dep.kv_dtype, calibration=dep.calibration)
+    sched_cfg = SchedulerConfig(
+        max_num_seqs=eng.max_num_seqs, max_num_batched_tokens=eng.max_num_batched_tokens,
+        max_model_len=dep.max_model_len, enable_chunked_prefill=eng.enable_chunked_prefill,
+        long_prefill_token_threshold=eng.long_prefill_token_threshold,
+        policy=eng.scheduling_policy)
+
+    def make_replica(i: int) -> Replica:
+        kv = KVCacheManager(dep.memory.num_blocks, eng.block_size, eng.enable_prefix_caching,
+                            dep.max_model_len)
+        return Replica(env, i, Scheduler(sched_cfg, kv), step_model, rec, fleet.on_finish)
+
+    for _ in range(sc.fleet.replicas):
+        fleet.add_replica(make_replica)
+
+    wl = sc.workload
+    specs = iter(RequestStream(wl, rng_lengths, eng.block_size, sc.base_dir))
+    if isinstance(wl.arrival, ClosedLoopArrivals):
+        budget = [wl.num_requests] if wl.num_requests is not None else None
+        for _ in range(wl.arrival.concurrency):
+            env.process(closed_loop_client(env, specs, fleet.submit, wl.arrival.think_time_s,
+                                           budget, wl.duration_s))
+    else:
+        times = arrival_times(wl.arrival, rng_arrivals, wl.num_requests, wl.duration_s)
+        env.process(open_loop(env, times, specs, fleet.submit))
+    env.process(fleet.scraper(sc.metrics.sample_interval_s))
+
+    # Run until every request has ended, the duration is over, or the safety limit.
+    stop = env.event()
+    fleet.stop_when_ended(wl.num_requests, stop)
+    limit = min(wl.duration_s or np.inf, sc.metrics.max_sim_time_s)
+    env.run(until=simpy.AnyOf(env, [stop, env.timeout(limit)]))
+    end = env.now
+
+    # Finalise and collect.
+    rec.check_conservation()
+    requests, steps, samples, itl = rec.frames()
+    preempt = sum(r.scheduler.num_preemptions for r in fleet.replicas)
+    queries = sum(r.kv.queries for r in fleet.replicas)
+    hits = sum(r.kv.hits for r in fleet.replicas)
+    busy = [r.busy_time for r in fleet.replicas]
+    sim = {"seed": sc.seed, "wall_s": time.perf_counter() - wall0, "sim_time_s": end,
+           "version": __version__, "steps": rec.num_steps,
+           "replica_busy_frac": (sum(busy) / (len(busy) * end)) if end > 0 else 0.0}
+    summary = summarize(requests, steps, samples, itl, counts=rec.counts(),
+                        warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,
+                        prefix_queries=queries, prefix_hits=hits, sim=sim)
+    summary["deployment"] = dep.describe()
+    summary["scenario"] = sc.name
+    summary["sim"]["wall_s"] = time.perf_counter() - wall0
+    return Results(sc, dep, requests, steps, samples, itl, summary)
