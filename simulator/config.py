@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from simulator.errors import ConfigError, format_validation_error, read_yaml
+from simulator.errors import ConfigError, clean_loc, format_validation_error, read_yaml
 from simulator.profiles import Calibration, Strict, WeightDtype, data_root
 
 # --------------------------------------------------------------------------------------------
@@ -308,14 +308,16 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
-        msg = format_validation_error(e, str(p), node)
-        if overrides:
-            msg += " (after --set overrides)"
-        raise ConfigError(msg) from None
+        loc = [str(x) for x in clean_loc(tuple(e.errors()[0]["loc"]), data)]
+        for item in overrides or []:
+            path, _ = parse_override(item)
+            if loc[: len(path)] == path or path[: len(loc)] == loc:
+                raise ConfigError(format_validation_error(e, f"--set {item}", data=data)) from None
+        raise ConfigError(format_validation_error(e, str(p), node, data=data)) from None
 
 
 def scenario_from_dict(data: dict[str, Any], where: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, where)) from None
+        raise ConfigError(format_validation_error(e, where, data=data)) from None

@@ -45,12 +45,37 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop the parts of a pydantic error location that are not in the input: discriminator tags
+    of tagged unions (``arrival.poisson.rate`` → ``arrival.rate``) and validator names."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+                out.append(part)
+                continue
+            if node.get("kind") == part:
+                continue
+            out.append(part)
+            node = None
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            out.append(part)
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
 def format_validation_error(err: ValidationError, where: str, node: yaml.Node | None = None,
-                            prefix: tuple[Any, ...] = ()) -> str:
+                            prefix: tuple[Any, ...] = (), data: Any = None) -> str:
     """Render the first pydantic error as ``file:line: field: message``."""
     first = err.errors()[0]
-    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-    # Drop discriminator tags pydantic inserts for tagged unions (e.g. 'poisson').
+    loc = clean_loc(tuple(first["loc"]), data)
     full = prefix + loc
     line = _line_of(node, full) if node is not None else None
     field = ".".join(str(x) for x in full) or "(top level)"
@@ -92,4 +117,4 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(path), node)) from None
+        raise ConfigError(format_validation_error(e, str(path), node, data=data)) from None

@@ -30,7 +30,7 @@ from simulator.cluster.router import ROUTERS
 from simulator.config import ClosedLoopArrivals, Scenario
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.scheduler import Scheduler, SchedulerConfig
-from simulator.engine.step_time import RooflineStepTime
+from simulator.engine.step_time import RooflineStepTime, StepTimeModel
 from simulator.errors import ConfigError
 from simulator.metrics.recorder import Recorder
 from simulator.metrics.summary import summarize
@@ -181,6 +181,12 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
     return cal, source
 
 
+def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:
+    """The step-time backend the scenario asks for."""
+    return RooflineStepTime(dep.model, dep.gpu, tp=dep.tp, weight_dtype=dep.weight_dtype,
+                            kv_dtype=dep.kv_dtype, calibration=dep.calibration)
+
+
 # --------------------------------------------------------------------------------------------
 # Simulate
 # --------------------------------------------------------------------------------------------
@@ -197,8 +203,7 @@ def simulate(sc: Scenario) -> Results:
     rng_arrivals, rng_lengths = (np.random.default_rng(s) for s in seeds[:2])
 
     fleet = Fleet(env, ROUTERS[sc.fleet.router.kind](), rec, dep.max_model_len)
-    step_model = RooflineStepTime(dep.model, dep.gpu, tp=dep.tp, weight_dtype=dep.weight_dtype,
-                                  kv_dtype=dep.kv_dtype, calibration=dep.calibration)
+    step_model = build_step_time(sc, dep)
     sched_cfg = SchedulerConfig(
         max_num_seqs=eng.max_num_seqs, max_num_batched_tokens=eng.max_num_batched_tokens,
         max_model_len=dep.max_model_len, enable_chunked_prefill=eng.enable_chunked_prefill,

@@ -1,0 +1,181 @@
+"""The ``servesim`` command line: plain functions over the Python API (typer).
+
+One scenario file plus ``--set path.to.field=value`` overrides, validated by the same pydantic
+models as the file. Bad input prints one line (file, line, field, what to do) and exits with 2.
+Heavy imports happen inside the commands so ``servesim --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from simulator.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Capacity-planning simulator for LLM serving fleets (vLLM v1 on SimPy).")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=150)
+    return con
+
+
+def _fmt(v: Any, nd: int = 1) -> str:
+    return "—" if v is None else f"{v:,.{nd}f}"
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Render a run's summary as rich tables."""
+    from rich.table import Table
+
+    con = _console()
+    dep = summary.get("deployment", {})
+    req = summary["requests"]
+    sim = summary["sim"]
+    con.print(f"[bold]{summary.get('scenario', '')}[/]: {dep.get('model')} "
+              f"{dep.get('weight_dtype')} on {dep.get('gpu')} tp={dep.get('tp')}, "
+              f"KV cache {dep.get('kv_cache_gib_per_gpu')} GiB/GPU = "
+              f"{dep.get('kv_cache_tokens'):,} tokens; calibration: {dep.get('calibration')}")
+    t = Table(title="latency (ms)", show_edge=False)
+    t.add_column("metric")
+    for c in ("mean", "p50", "p90", "p99"):
+        t.add_column(c, justify="right")
+    for key, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"),
+                       ("e2e_ms", "E2E"), ("queue_ms", "queue")):
+        d = summary[key]
+        t.add_row(label, *(_fmt(d[c]) for c in ("mean", "p50", "p90", "p99")))
+    con.print(t)
+    th = summary["throughput"]
+    t2 = Table(title="throughput and engine", show_edge=False)
+    t2.add_column("metric")
+    t2.add_column("value", justify="right")
+    t2.add_row("requests/s", _fmt(th["requests_per_s"], 2))
+    t2.add_row("input tokens/s", _fmt(th["input_tokens_per_s"], 0))
+    t2.add_row("output tokens/s", _fmt(th["output_tokens_per_s"], 0))
+    t2.add_row("KV cache usage mean / max",
+               f"{summary['kv_cache_usage']['mean']:.1%} / {summary['kv_cache_usage']['max']:.1%}")
+    t2.add_row("preemptions", str(summary["preemptions"]))
+    t2.add_row("prefix cache hit rate", f"{summary['prefix_cache_hit_rate']:.1%}")
+    t2.add_row("requests arrived / completed / rejected / timed out / in flight",
+               f"{req['arrived']} / {req['completed']} / {req['rejected']} / "
+               f"{req['timed_out']} / {req['in_flight']}")
+    t2.add_row("simulated time / wall time",
+               f"{sim['sim_time_s']:,.1f} s / {sim['wall_s']:.2f} s (seed {sim['seed']})")
+    con.print(t2)
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML (default: embedded).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: path.to.field=value")
+                    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write summary.json + parquet files here.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
+) -> None:
+    """Simulate one scenario and print its latency/throughput table."""
+    from simulator.config import load_scenario
+    from simulator.run import simulate
+
+    try:
+        sc = load_scenario(scenario, set_ or [], seed)
+        res = simulate(sc)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    if out is not None:
+        res.save(out)
+    if as_json:
+        typer.echo(json.dumps(res.summary, indent=2))
+    else:
+        print_summary(res.summary)
+        if out is not None:
+            typer.echo(f"wrote {out}/summary.json, requests.parquet, steps.parquet, "
+                       f"timeseries.parquet")
+
+
+@app.command()
+def profiles(
+    model: Annotated[str | None, typer.Option(help="Check this model's memory fit.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU for the fit check.")] = None,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel size for the fit check.")] = 1,
+    dtype: Annotated[str | None, typer.Option(help="Weight dtype for the fit check.")] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="max_model_len for the check.")] = None,
+) -> None:
+    """List GPU and model profiles, or check that a model fits a GPU at a TP size."""
+    from rich.table import Table
+
+    from simulator import profiles as pf
+
+    con = _console()
+    try:
+        if model or gpu:
+            from simulator.config import Scenario
+            from simulator.run import resolve_deployment
+
+            data: dict[str, Any] = {"model": {"name": model or "Llama-3.1-8B"},
+                                    "fleet": {"gpu": gpu or "H100-SXM", "tp": tp}}
+            if dtype:
+                data["model"]["weight_dtype"] = dtype
+            if max_model_len:
+                data["engine"] = {"max_model_len": max_model_len}
+            from simulator.config import scenario_from_dict
+
+            sc: Scenario = scenario_from_dict(data, "--model/--gpu")
+            dep = resolve_deployment(sc)
+            m = dep.memory
+            con.print(f"{dep.model.name} {dep.weight_dtype} on {dep.gpu.name} tp={tp}: fits. "
+                      f"Per GPU: {m.usable_gib:.1f} GiB usable − {m.weights_gib:.1f} weights − "
+                      f"{m.activation_gib:.1f} activations − {m.reserve_gib:.1f} reserve = "
+                      f"{m.kv_cache_gib:.1f} GiB KV cache = {m.num_blocks:,} blocks = "
+                      f"{m.max_tokens:,} tokens (max_model_len {dep.max_model_len:,})")
+            return
+        g = Table(title="GPUs", show_edge=False)
+        for c in ("name", "memory GB", "HBM GB/s", "BF16 TF", "FP8 TF", "link GB/s", "$/h"):
+            g.add_column(c, justify="left" if c == "name" else "right")
+        for p in pf.list_gpus():
+            price = p.default_price()
+            g.add_row(p.name, f"{p.memory_gb:g}", f"{p.mem_bandwidth_gbps:,.0f}",
+                      f"{p.bf16_tflops:,.0f}", f"{p.fp8_tflops:,.0f}" if p.fp8_tflops else "—",
+                      f"{p.link_bandwidth_gbps:,.0f}",
+                      f"{price.usd_per_gpu_hour:.2f} ({price.provider} {price.date})")
+        con.print(g)
+        t = Table(title="models", show_edge=False)
+        for c in ("name", "params B", "active B", "layers", "hidden", "heads/kv", "experts",
+                  "KV KiB/token", "dtypes"):
+            t.add_column(c, justify="left" if c in ("name", "dtypes") else "right")
+        for mp in pf.list_models():
+            t.add_row(mp.name, f"{mp.total_params_b:g}", f"{mp.active_params_b:g}",
+                      str(mp.num_layers), str(mp.hidden_size),
+                      f"{mp.num_attention_heads}/{mp.num_kv_heads}",
+                      f"{mp.num_experts_per_token}/{mp.num_experts}" if mp.is_moe else "—",
+                      f"{mp.kv_bytes_per_token('bf16') / 1024:g}", ",".join(mp.weight_dtypes))
+        con.print(t)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as e:  # pragma: no cover - commands catch their own
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
