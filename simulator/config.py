@@ -310,8 +310,8 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
     except ValidationError as e:
         loc = [str(x) for x in clean_loc(tuple(e.errors()[0]["loc"]), data)]
         for item in overrides or []:
-            path, _ = parse_override(item)
-            if loc[: len(path)] == path or path[: len(loc)] == loc:
+            opath, _ = parse_override(item)
+            if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
                 raise ConfigError(format_validation_error(e, f"--set {item}", data=data)) from None
         raise ConfigError(format_validation_error(e, str(p), node, data=data)) from None
 

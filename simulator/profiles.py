@@ -175,7 +175,7 @@ class ModelProfile(Strict):
     """Longest context the model supports; the default ``max_model_len``."""
     weight_dtypes: list[WeightDtype] = Field(min_length=1)
     """Weight formats with a published checkpoint or supported quantisation."""
-    kv_dtypes: list[KvDtype] = Field(default_factory=lambda: ["bf16", "fp8"])
+    kv_dtypes: list[KvDtype] = Field(default_factory=lambda: list[KvDtype](["bf16", "fp8"]))
     """KV-cache formats vLLM supports for this model."""
     native_dtype: WeightDtype = "bf16"
     """Format of the reference checkpoint."""
@@ -274,26 +274,66 @@ class ModelProfile(Strict):
 class Calibration(Strict):
     """Coefficients of the roofline step-time model (``simulator.engine.step_time``).
 
-    Each efficiency is the fraction of the GPU's spec-sheet peak a kernel class reaches; the
-    overheads are the per-step costs outside the GPU kernels (scheduler, input preparation,
-    sampling, Python). Defaults are priors from published measurements, not fits.
+    Each efficiency is the fraction of the GPU's spec-sheet peak (FLOP/s, HBM or link bandwidth) a
+    kernel class reaches; each ``*_latency_us`` is the fixed time one kernel call costs however
+    little it does (launch ramp, tail, synchronisation); the overheads are per-step costs outside the
+    GPU kernels (scheduler, input preparation, sampling, Python). The defaults are *priors* — round
+    figures from published measurements (FACTS.md) — not fits; a fitted file in
+    ``hardware_profiles/calibration/`` replaces them (``servesim calibrate``).
     """
 
+    # ---- linear layers (GEMMs) ------------------------------------------------------------------
     gemm_efficiency: float = Field(default=0.70, gt=0, le=1)
-    """Fraction of dense peak FLOP/s large linear-layer GEMMs reach."""
+    """Fraction of dense BF16 peak FLOP/s that large linear-layer GEMMs reach, for bf16/fp16
+    weights and for weight-only int4/fp4 kernels (which dequantise and run the math in bf16)."""
+    gemm_efficiency_fp8: float = Field(default=0.55, gt=0, le=1)
+    """Fraction of dense FP8 peak FLOP/s that large FP8 (W8A8) GEMMs reach (MI300X hipBLASLt:
+    49%; H100 CUTLASS: ~55–65%)."""
     gemm_m_half: float = Field(default=64.0, ge=0)
-    """Scheduled tokens (GEMM M) at which GEMM efficiency is half its maximum: models the poor
-    tensor-core utilisation of skinny GEMMs (decode). eff(M) = gemm_efficiency × M / (M + m_half)."""
+    """Tokens (GEMM M) at which GEMM compute efficiency is half its maximum: models the poor
+    tensor-core use of skinny GEMMs. eff(M) = gemm_efficiency × M / (M + gemm_m_half)."""
+    gemm_latency_us: float = Field(default=4.0, ge=0)
+    """Fixed time of one linear-layer GEMM kernel, µs (4 per dense layer: QKV, O, gate-up, down;
+    plus one for the LM head)."""
     weight_bw_efficiency: float = Field(default=0.84, gt=0, le=1)
-    """Fraction of HBM peak reached while streaming weights (H100 70B decode: ~84%, Nsight)."""
-    kv_bw_efficiency: float = Field(default=0.55, gt=0, le=1)
-    """Fraction of HBM peak reached reading paged KV in decode attention (~42–60% measured)."""
+    """Fraction of HBM peak reached while streaming weights (memory-bound small-M GEMMs; H100 70B
+    decode: ~84%, Nsight). Also used for the element-wise activation traffic."""
+
+    # ---- mixture-of-experts layers ------------------------------------------------------------
+    moe_efficiency: float = Field(default=0.45, gt=0, le=1)
+    """Fraction of dense peak FLOP/s the fused-MoE expert GEMMs reach at many tokens per expert
+    (same small-M law as dense GEMMs, with M = tokens per touched expert)."""
+    moe_bw_efficiency: float = Field(default=0.75, gt=0, le=1)
+    """Fraction of HBM peak reached streaming the touched experts' weights."""
+    moe_latency_us: float = Field(default=20.0, ge=0)
+    """Fixed time of one fused-MoE layer (routing, permute, grouped GEMMs, un-permute), µs."""
+
+    # ---- attention ------------------------------------------------------------------------------
     attn_efficiency: float = Field(default=0.45, gt=0, le=1)
-    """Fraction of dense BF16 peak reached by prefill (flash) attention FLOPs."""
+    """Fraction of dense BF16 peak reached by prefill (flash) attention FLOPs on long sequences."""
+    attn_kv_half: float = Field(default=256.0, ge=0)
+    """Mean keys attended per prefill query at which prefill attention reaches half of
+    ``attn_efficiency``: short prompts leave the flash-attention tiles under-used."""
+    kv_bw_efficiency: float = Field(default=0.55, gt=0, le=1)
+    """Fraction of HBM peak reached reading a bf16/fp16 paged KV cache in decode attention
+    (~42–60% measured end to end on H100)."""
+    kv_bw_efficiency_fp8: float = Field(default=0.55, gt=0, le=1)
+    """As ``kv_bw_efficiency`` for an fp8 KV cache (the kernel dequantises on the fly)."""
+    attn_latency_us: float = Field(default=10.0, ge=0)
+    """Fixed time of one attention kernel call (one per layer per step), µs."""
+
+    # ---- tensor parallelism -----------------------------------------------------------------------
     allreduce_latency_us: float = Field(default=8.0, ge=0)
     """Fixed latency of one tensor-parallel all-reduce, µs."""
     allreduce_bw_efficiency: float = Field(default=0.6, gt=0, le=1)
-    """Fraction of the intra-node link bandwidth one all-reduce reaches (bus bandwidth)."""
+    """Fraction of the published intra-node link bandwidth (``link_bandwidth_gbps``) one ring
+    all-reduce reaches as bus bandwidth."""
+
+    # ---- other GPU work and CPU overhead ----------------------------------------------------------
+    layer_overhead_us: float = Field(default=10.0, ge=0)
+    """Fixed time per layer per step of the small kernels that are neither GEMMs nor attention
+    (fused add + RMSNorm ×2, rotary embedding, activation, KV-cache write), µs. Their bytes are
+    costed separately at HBM speed."""
     step_overhead_us: float = Field(default=3000.0, ge=0)
     """Fixed cost of one engine step outside the GPU kernels, µs (schedule, prepare, sample)."""
     per_seq_overhead_us: float = Field(default=10.0, ge=0)

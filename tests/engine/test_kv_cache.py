@@ -93,7 +93,7 @@ def test_freed_cached_blocks_are_evicted_lru_and_only_when_reused():
     kv.allocate_slots(c, 4)
     assert kv.blocks_of(c) == [a_blocks_tail_first[0]]
     assert 12 not in kv.cached and 11 in kv.cached
-    hit, tokens = kv.get_computed_blocks(_req(4, 9, prefix=(11, 12)))
+    _, tokens = kv.get_computed_blocks(_req(4, 9, prefix=(11, 12)))
     assert tokens == 4  # only the head block of a's prefix survived
     kv.check_invariants()
 

@@ -89,7 +89,7 @@ def test_preemption_takes_the_tail_of_running_resets_it_and_blocks_admission():
     assert b.num_preemptions == 1 and s.num_preemptions == 1
     assert s.kv.blocks_of(b) == []
     s.add_request(late)
-    assert list(s.waiting)[0] is b  # preempted request went back to the *front*
+    assert next(iter(s.waiting)) is b  # preempted request went back to the *front*
     # The step that preempted admitted nobody, although budget and seats were free.
     assert plan.num_scheduled_new == 0 and scheduled(plan) == {a.request_id: 1}
     # Once `a` finishes, `b` is resumed before the later arrival and recomputes prompt + outputs.
