@@ -23,11 +23,11 @@ import simpy
 import yaml
 
 from simulator import __version__
-from simulator.cluster.client import closed_loop_client, open_loop
+from simulator.cluster.client import start_clients
 from simulator.cluster.fleet import Fleet
 from simulator.cluster.replica import Replica
 from simulator.cluster.router import ROUTERS
-from simulator.config import ClosedLoopArrivals, Scenario
+from simulator.config import Scenario
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.scheduler import Scheduler, SchedulerConfig
 from simulator.engine.step_time import RooflineStepTime, StepTimeModel
@@ -44,8 +44,7 @@ from simulator.profiles import (
     load_model,
     memory_budget,
 )
-from simulator.workload.arrivals import arrival_times
-from simulator.workload.generator import RequestStream
+from simulator.workload.generator import build_traffic
 
 
 @dataclass
@@ -199,8 +198,8 @@ def simulate(sc: Scenario) -> Results:
     eng = sc.engine
     env = simpy.Environment()
     rec = Recorder(record_steps=sc.metrics.record_steps)
+    # One seed sequence, spawned per aspect: [0] workload, [1..] reserved for fleet, faults …
     seeds = np.random.SeedSequence(sc.seed).spawn(4)
-    rng_arrivals, rng_lengths = (np.random.default_rng(s) for s in seeds[:2])
 
     fleet = Fleet(env, ROUTERS[sc.fleet.router.kind](), rec, dep.max_model_len)
     step_model = build_step_time(sc, dep)
@@ -219,20 +218,13 @@ def simulate(sc: Scenario) -> Results:
         fleet.add_replica(make_replica)
 
     wl = sc.workload
-    specs = iter(RequestStream(wl, rng_lengths, eng.block_size, sc.base_dir))
-    if isinstance(wl.arrival, ClosedLoopArrivals):
-        budget = [wl.num_requests] if wl.num_requests is not None else None
-        for _ in range(wl.arrival.concurrency):
-            env.process(closed_loop_client(env, specs, fleet.submit, wl.arrival.think_time_s,
-                                           budget, wl.duration_s))
-    else:
-        times = arrival_times(wl.arrival, rng_arrivals, wl.num_requests, wl.duration_s)
-        env.process(open_loop(env, times, specs, fleet.submit))
+    traffic = build_traffic(wl, seeds[0], eng.block_size, sc.base_dir)
+    start_clients(env, traffic, fleet.submit)
     env.process(fleet.scraper(sc.metrics.sample_interval_s))
 
     # Run until every request has ended, the duration is over, or the safety limit.
     stop = env.event()
-    fleet.stop_when_ended(wl.num_requests, stop)
+    fleet.stop_when_ended(traffic.expected_requests, stop)
     limit = min(wl.duration_s or np.inf, sc.metrics.max_sim_time_s)
     env.run(until=simpy.AnyOf(env, [stop, env.timeout(limit)]))
     end = env.now
