@@ -169,6 +169,10 @@ def profiles(
         _fail(str(e))
 
 
+# ---- commands implemented in other modules, registered here ------------------------------------
+# (each module keeps its heavy imports inside the command function so `servesim --help` stays fast)
+
+
 def main() -> None:
     try:
         app()
