@@ -70,9 +70,9 @@ def print_summary(summary: dict[str, Any]) -> None:
                f"{summary['kv_cache_usage']['mean']:.1%} / {summary['kv_cache_usage']['max']:.1%}")
     t2.add_row("preemptions", str(summary["preemptions"]))
     t2.add_row("prefix cache hit rate", f"{summary['prefix_cache_hit_rate']:.1%}")
-    t2.add_row("requests arrived / completed / rejected / timed out / in flight",
+    t2.add_row("requests arrived / completed / rejected / timed out / failed / in flight",
                f"{req['arrived']} / {req['completed']} / {req['rejected']} / "
-               f"{req['timed_out']} / {req['in_flight']}")
+               f"{req['timed_out']} / {req.get('failed', 0)} / {req['in_flight']}")
     t2.add_row("simulated time / wall time",
                f"{sim['sim_time_s']:,.1f} s / {sim['wall_s']:.2f} s (seed {sim['seed']})")
     con.print(t2)
@@ -86,11 +86,19 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Write summary.json + parquet files here.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")] = False,
+    replications: Annotated[int, typer.Option(
+        "--replications", min=1, help="Run K seeds (seed, seed+1, …) and report each figure as "
+        "mean and 95% interval.")] = 1,
 ) -> None:
     """Simulate one scenario and print its latency/throughput table."""
     from simulator.config import load_scenario
     from simulator.run import simulate
 
+    if replications > 1:
+        from simulator.report.console import run_replicated
+
+        run_replicated(scenario, set_ or [], seed, replications, out, as_json)
+        return
     try:
         sc = load_scenario(scenario, set_ or [], seed)
         res = simulate(sc)
@@ -171,6 +179,17 @@ def profiles(
 
 # ---- commands implemented in other modules, registered here ------------------------------------
 # (each module keeps its heavy imports inside the command function so `servesim --help` stays fast)
+from simulator.calibrate.fit import calibrate_command  # noqa: E402
+from simulator.plan import plan_command  # noqa: E402
+from simulator.report.html import report_command  # noqa: E402
+from simulator.sweep import sweep_command  # noqa: E402
+from simulator.workload.cli import workload_app  # noqa: E402
+
+app.command("calibrate")(calibrate_command)
+app.command("plan")(plan_command)
+app.command("sweep")(sweep_command)
+app.command("report")(report_command)
+app.add_typer(workload_app, name="workload")
 
 
 def main() -> None:

@@ -13,12 +13,21 @@ and validates the result through the same models, so an override obeys the same 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's models live there)
+    ClientConfig,
+    FaultsConfig,
+    FleetConfig,
+    GatewayConfig,
+    PoolConfig,
+    RouterConfig,
+)
 from simulator.errors import ConfigError, clean_loc, format_validation_error, read_yaml
+from simulator.plan_spec import CostConfig, SloConfig
 from simulator.profiles import Calibration, Strict, WeightDtype, data_root
 
 # --------------------------------------------------------------------------------------------
@@ -35,27 +44,6 @@ class ModelConfig(Strict):
     """Weight format (bf16, fp8, int4, fp4 …); default: the model's native format."""
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = "auto"
     """KV-cache format; ``auto`` = the activation dtype (bf16), as vLLM's ``--kv-cache-dtype auto``."""
-
-
-class RouterConfig(Strict):
-    """How the fleet's front end picks a replica for each request."""
-
-    kind: Literal["round_robin", "least_outstanding"] = "least_outstanding"
-    """Policy: ``round_robin`` cycles; ``least_outstanding`` picks the replica with the fewest
-    requests in flight (ties to the lowest index), as counted by the router itself."""
-
-
-class FleetConfig(Strict):
-    """The replicas serving the model."""
-
-    gpu: str = "H100-SXM"
-    """GPU profile name."""
-    tp: int = Field(default=1, ge=1, le=64)
-    """Tensor-parallel size: GPUs per replica."""
-    replicas: int = Field(default=1, ge=1, le=100_000)
-    """Number of identical replicas."""
-    router: RouterConfig = RouterConfig()
-    """Routing policy."""
 
 
 class EngineConfig(Strict):
@@ -97,13 +85,24 @@ class EngineConfig(Strict):
 class StepTimeConfig(Strict):
     """Which step-time model predicts how long each engine step takes."""
 
-    backend: Literal["roofline"] = "roofline"
-    """``roofline``: the calibrated physical model (simulator.engine.step_time)."""
+    backend: Literal["roofline", "table"] = "roofline"
+    """``roofline``: the calibrated physical model (simulator.engine.step_time); ``table``: the
+    user's measured step times from ``table_file``, interpolated (simulator.engine.step_time_table)."""
     calibration: str = "auto"
     """``auto``: newest calibration file for the GPU, else the GPU-independent prior;
-    ``prior``: the prior; or a vLLM version family present in hardware_profiles/calibration/."""
+    ``prior``: the prior; or a vLLM version family present in hardware_profiles/calibration/.
+    (roofline only)"""
     overrides: dict[str, float] = Field(default_factory=dict)
-    """Per-coefficient overrides on top of the chosen calibration (field names of Calibration)."""
+    """Per-coefficient overrides on top of the chosen calibration (field names of Calibration).
+    (roofline only)"""
+    table_file: str | None = None
+    """CSV of measured step times for backend ``table``: columns num_tokens, num_seqs,
+    step_time_ms and optionally avg_context (schema: simulator.engine.step_time_table). A relative
+    path is taken from the scenario file's folder (the working directory for scenarios built in
+    code). It must be measured for this scenario's model, GPU, TP and dtypes."""
+    table_interpolation: Literal["linear", "nearest"] = "linear"
+    """Backend ``table``: ``linear`` (multilinear between measured grid points) or ``nearest``
+    (nearest measured point). Outside the measured range both clamp to the edge."""
 
     @model_validator(mode="after")
     def _check(self) -> StepTimeConfig:
@@ -111,6 +110,22 @@ class StepTimeConfig(Strict):
         if unknown:
             raise ValueError(f"unknown calibration coefficient(s) {sorted(unknown)}; known: "
                              f"{', '.join(Calibration.model_fields)}")
+        # NOTE: the table backend replaces the roofline entirely, so roofline-only settings would
+        # silently do nothing: refuse them rather than let a user believe they apply.
+        if self.backend == "table":
+            if not self.table_file:
+                raise ValueError("backend 'table' needs table_file: a CSV of measured step times "
+                                 "(num_tokens, num_seqs, step_time_ms[, avg_context]); set it or "
+                                 "use backend 'roofline'")
+            if self.overrides:
+                raise ValueError("overrides adjust the roofline calibration and have no effect "
+                                 "with backend 'table'; remove them or use backend 'roofline'")
+            if self.calibration != "auto":
+                raise ValueError(f"calibration '{self.calibration}' selects roofline coefficients "
+                                 f"and has no effect with backend 'table'; remove it")
+        elif self.table_file is not None:
+            raise ValueError("table_file is only read by backend 'table'; set backend: table or "
+                             "remove table_file")
         return self
 
 
@@ -119,104 +134,34 @@ class StepTimeConfig(Strict):
 # --------------------------------------------------------------------------------------------
 
 
-class FixedLength(Strict):
-    """Every request has the same length."""
-
-    kind: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1)
-    """Tokens."""
-
-
-class LognormalLength(Strict):
-    """Lognormal lengths with a given mean and coefficient of variation, clipped to [min, max]."""
-
-    kind: Literal["lognormal"] = "lognormal"
-    mean: float = Field(gt=0)
-    """Mean tokens before clipping."""
-    cv: float = Field(default=1.0, gt=0)
-    """Standard deviation / mean before clipping."""
-    min: int = Field(default=1, ge=1)
-    """Lower clip."""
-    max: int = Field(default=1_000_000, ge=1)
-    """Upper clip."""
-
-
-class EmpiricalLength(Strict):
-    """Lengths resampled from a column of a user's CSV file."""
-
-    kind: Literal["empirical"] = "empirical"
-    file: str
-    """CSV path (relative paths are taken from the scenario file's folder)."""
-    column: str
-    """Column holding token counts."""
-
-
-class TableLength(Strict):
-    """Lengths drawn from a shipped quantile table (``workloads/lengths/<name>.yaml``)."""
-
-    kind: Literal["table"] = "table"
-    name: str = "sharegpt-vllm-bench"
-    """Table name, e.g. ``sharegpt-vllm-bench``, ``sharegpt``, ``arxiv-summarization``, ``bwb``,
-    ``azure-conv-2023``, ``azure-code-2023``, ``mooncake-conversation``."""
-    max: int | None = Field(default=None, ge=1)
-    """Optional upper clip."""
-
-
-Length = Annotated[FixedLength | LognormalLength | EmpiricalLength | TableLength,
-                   Field(discriminator="kind")]
-
-
-class PoissonArrivals(Strict):
-    """Open loop: exponential inter-arrival times (vLLM benchmark's ``--request-rate``)."""
-
-    kind: Literal["poisson"] = "poisson"
-    rate: float = Field(gt=0)
-    """Requests per second."""
-
-
-class ClosedLoopArrivals(Strict):
-    """Closed loop: N clients, each sends its next request when the previous one completes
-    (vLLM benchmark's ``--max-concurrency`` with infinite rate)."""
-
-    kind: Literal["closed_loop"] = "closed_loop"
-    concurrency: int = Field(ge=1)
-    """Number of clients."""
-    think_time_s: float = Field(default=0.0, ge=0)
-    """Pause between a response and the client's next request."""
-
-
-class OfflineArrivals(Strict):
-    """Offline batch: every request arrives at t = 0 (vLLM's offline throughput benchmark)."""
-
-    kind: Literal["offline"] = "offline"
-
-
-Arrivals = Annotated[PoissonArrivals | ClosedLoopArrivals | OfflineArrivals,
-                     Field(discriminator="kind")]
-
-
-class WorkloadConfig(Strict):
-    """The traffic: when requests arrive and how long their prompts and outputs are."""
-
-    arrival: Arrivals = PoissonArrivals(rate=10.0)
-    """Arrival process."""
-    input_len: Length = TableLength(name="sharegpt-vllm-bench", max=None)
-    """Prompt tokens (excluding the shared system prompt)."""
-    output_len: Length = TableLength(name="sharegpt-vllm-bench", max=None)
-    """Generated tokens. For ``table`` lengths with the same name as input_len, the (input, output)
-    pair is drawn jointly from the table's copula, keeping their correlation."""
-    system_prompt_tokens: int = Field(default=0, ge=0)
-    """Tokens of a system prompt shared by every request (exercises prefix caching)."""
-    num_requests: int | None = Field(default=2000, ge=1)
-    """Requests to send; None to send until ``duration_s``."""
-    duration_s: float | None = Field(default=None, gt=0)
-    """Stop sending after this many simulated seconds (and stop the run there)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> WorkloadConfig:
-        if self.num_requests is None and self.duration_s is None:
-            raise ValueError("set num_requests or duration_s (or both)")
-        return self
+# NOTE: the workload models live in simulator.workload.spec (with the arrival, length, session
+# and tenant kinds); they are re-exported here so ``from simulator.config import …`` keeps working.
+from simulator.workload.spec import (  # noqa: E402, F401
+    Arrivals,
+    ClosedLoopArrivals,
+    DiurnalArrivals,
+    EmpiricalLength,
+    FittedArrivals,
+    FixedLength,
+    GammaArrivals,
+    Length,
+    LognormalLength,
+    MMPPArrivals,
+    MMPPState,
+    NormalLength,
+    OfflineArrivals,
+    OnOffArrivals,
+    PoissonArrivals,
+    RampArrivals,
+    RateStep,
+    SessionSpec,
+    StepsArrivals,
+    TableLength,
+    TenantSpec,
+    TraceArrivals,
+    WeibullArrivals,
+    WorkloadConfig,
+)
 
 
 class MetricsConfig(Strict):
@@ -247,6 +192,18 @@ class Scenario(Strict):
     step_time: StepTimeConfig = StepTimeConfig()
     workload: WorkloadConfig = WorkloadConfig()
     metrics: MetricsConfig = MetricsConfig()
+    slo: SloConfig | None = None
+    """Latency targets checked in the summary (attainment, goodput); unset: none
+    (simulator.plan_spec)."""
+    cost: CostConfig = CostConfig()
+    """How GPU time is priced and billed (simulator.plan_spec, simulator.cost)."""
+    gateway: GatewayConfig = GatewayConfig()
+    """API gateway: auth, validation, per-tenant limits and quotas, load shedding, fairness
+    (simulator.cluster.spec)."""
+    clients: ClientConfig = ClientConfig()
+    """Client behaviour: timeouts and retries (simulator.cluster.spec)."""
+    faults: FaultsConfig = FaultsConfig()
+    """Replica crashes, spot preemptions, zone loss; health checks (simulator.cluster.spec)."""
     base_dir: str | None = Field(default=None, exclude=True)
     """Folder of the scenario file (set by the loader; relative paths resolve from it)."""
 

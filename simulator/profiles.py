@@ -305,6 +305,10 @@ class Calibration(Strict):
     (same small-M law as dense GEMMs, with M = tokens per touched expert)."""
     moe_bw_efficiency: float = Field(default=0.75, gt=0, le=1)
     """Fraction of HBM peak reached streaming the touched experts' weights."""
+    moe_efficiency_fp8: float = Field(default=0.25, gt=0, le=1)
+    """As ``moe_efficiency`` for FP8 (block-scaled) experts, as a fraction of the FP8 peak."""
+    moe_bw_efficiency_fp8: float = Field(default=0.65, gt=0, le=1)
+    """As ``moe_bw_efficiency`` for FP8 experts."""
     moe_latency_us: float = Field(default=20.0, ge=0)
     """Fixed time of one fused-MoE layer (routing, permute, grouped GEMMs, un-permute), µs."""
 
@@ -321,6 +325,10 @@ class Calibration(Strict):
     """As ``kv_bw_efficiency`` for an fp8 KV cache (the kernel dequantises on the fly)."""
     attn_latency_us: float = Field(default=10.0, ge=0)
     """Fixed time of one attention kernel call (one per layer per step), µs."""
+    attn_per_seq_us: float = Field(default=0.02, ge=0)
+    """Attention time per scheduled sequence per layer beyond its FLOPs and bytes, µs (block-table
+    walk and per-sequence work of the varlen/paged kernel; visible as large decode batches with
+    short contexts)."""
 
     # ---- tensor parallelism -----------------------------------------------------------------------
     allreduce_latency_us: float = Field(default=8.0, ge=0)

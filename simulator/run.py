@@ -21,19 +21,21 @@ import numpy as np
 import pandas as pd
 import simpy
 import yaml
+from pydantic import ValidationError
 
 from simulator import __version__
-from simulator.cluster.client import start_clients
-from simulator.cluster.fleet import Fleet
-from simulator.cluster.replica import Replica
-from simulator.cluster.router import ROUTERS
-from simulator.config import Scenario
+from simulator.cluster.client import Clients, start_clients
+from simulator.cluster.faults import start_faults
+from simulator.cluster.fleet import Fleet, Pool
+from simulator.cluster.spec import PoolConfig
+from simulator.config import EngineConfig, Scenario
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.scheduler import Scheduler, SchedulerConfig
 from simulator.engine.step_time import RooflineStepTime, StepTimeModel
 from simulator.errors import ConfigError
-from simulator.metrics.recorder import Recorder
-from simulator.metrics.summary import summarize
+from simulator.metrics import names
+from simulator.metrics.recorder import Recorder, fleet_summary
+from simulator.metrics.summary import post_summary, summarize
 from simulator.profiles import (
     Calibration,
     GpuProfile,
@@ -88,13 +90,18 @@ class Results:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        """Write summary.json, requests.parquet, steps.parquet, timeseries.parquet, scenario.yaml."""
+        """Write summary.json, requests.parquet, steps.parquet, timeseries.parquet, scenario.yaml,
+        and attempts.parquet / replicas.parquet when the fleet recorded them."""
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)
         (d / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
         self.requests.to_parquet(d / "requests.parquet", index=False)
         self.steps.to_parquet(d / "steps.parquet", index=False)
         self.timeseries.to_parquet(d / "timeseries.parquet", index=False)
+        for name in ("attempts", "replicas"):
+            frame = self.extra.get(name)
+            if isinstance(frame, pd.DataFrame):
+                frame.to_parquet(d / f"{name}.parquet", index=False)
         (d / "scenario.yaml").write_text(
             yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False))
         return d
@@ -181,9 +188,127 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
 
 
 def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:
-    """The step-time backend the scenario asks for."""
+    """The step-time backend the scenario asks for: ``roofline`` (the calibrated physical model)
+    or ``table`` (the user's measured step times, interpolated; see
+    :mod:`simulator.engine.step_time_table`)."""
+    st = sc.step_time
+    if st.backend == "table":
+        from simulator.engine.step_time_table import TableStepTime
+
+        if st.table_file is None:  # pragma: no cover - StepTimeConfig refuses this
+            raise ConfigError("step_time.table_file: required by backend 'table'")
+        path = Path(st.table_file)
+        if not path.is_absolute() and sc.base_dir:
+            path = Path(sc.base_dir) / path
+        return TableStepTime.from_csv(path, interpolation=st.table_interpolation)
     return RooflineStepTime(dep.model, dep.gpu, tp=dep.tp, weight_dtype=dep.weight_dtype,
                             kv_dtype=dep.kv_dtype, calibration=dep.calibration)
+
+
+@dataclass
+class ResolvedPool:
+    """One pool of the fleet, resolved: its config, the single-pool scenario it amounts to (its
+    model, GPU, TP and engine) and its deployment."""
+
+    config: PoolConfig
+    scenario: Scenario
+    deployment: Deployment
+
+
+def effective_pools(sc: Scenario) -> list[PoolConfig]:
+    """The pools that will run: ``fleet.pools``, or one pool ``default`` of ``fleet.replicas``;
+    with ``fleet.aggregate`` each prefill pool and its decode pool merged into one mixed pool."""
+    f = sc.fleet
+    if not f.pools:
+        return [PoolConfig(name="default", replicas=f.replicas)]
+    if not f.aggregate:
+        return list(f.pools)
+    by_name = {p.name: p for p in f.pools}
+    out = []
+    for p in f.pools:
+        if p.role == "decode":
+            continue
+        if p.role == "prefill":
+            assert p.decode_pool is not None
+            d = by_name[p.decode_pool]
+            for attr in ("model", "weight_dtype", "kv_cache_dtype", "gpu", "tp", "region", "zone"):
+                if getattr(p, attr) != getattr(d, attr):
+                    raise ConfigError(
+                        f"fleet.aggregate: prefill pool {p.name!r} and decode pool {d.name!r} "
+                        f"differ in {attr} ({getattr(p, attr)} vs {getattr(d, attr)}); aggregation "
+                        f"merges them into one pool of identical replicas — make them equal")
+            p = p.model_copy(update={"role": "mixed", "decode_pool": None,
+                                     "replicas": p.replicas + d.replicas})
+        out.append(p)
+    return out
+
+
+def pool_scenario(sc: Scenario, p: PoolConfig, where: str) -> Scenario:
+    """The single-pool scenario pool ``p`` amounts to (its model, GPU, TP and engine)."""
+    same_model = p.model is None or p.model == sc.model.name
+    model = sc.model.model_copy(update={
+        "name": p.model or sc.model.name,
+        "weight_dtype": p.weight_dtype if p.weight_dtype is not None
+        else (sc.model.weight_dtype if same_model else None),
+        "kv_cache_dtype": p.kv_cache_dtype or sc.model.kv_cache_dtype})
+    engine = sc.engine
+    if p.engine:
+        try:
+            engine = EngineConfig.model_validate({**sc.engine.model_dump(), **p.engine})
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ConfigError(f"{where}.engine{'.' + loc if loc else ''}: {err['msg']}") from None
+    fleet = sc.fleet.model_copy(update={"gpu": p.gpu or sc.fleet.gpu, "tp": p.tp or sc.fleet.tp,
+                                        "replicas": p.replicas, "pools": []})
+    return sc.model_copy(update={"model": model, "engine": engine, "fleet": fleet})
+
+
+def resolve_pools(sc: Scenario) -> list[ResolvedPool]:
+    """One deployment per pool (the first pool's is the run's ``Results.deployment``)."""
+    if not sc.fleet.pools:
+        return [ResolvedPool(effective_pools(sc)[0], sc, resolve_deployment(sc))]
+    out = []
+    for i, p in enumerate(effective_pools(sc)):
+        where = f"fleet.pools[{i}] ({p.name})"
+        sub = pool_scenario(sc, p, where)
+        try:
+            dep = resolve_deployment(sub)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        out.append(ResolvedPool(p, sub, dep))
+    return out
+
+
+def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list[ResolvedPool],
+                seed: np.random.SeedSequence) -> Fleet:
+    """The pools' replicas behind the gateway and router."""
+    fleet = Fleet(env, rec, sc.fleet, sc.gateway, np.random.default_rng(seed))
+    for rp in pools:
+        pc, sub, d = rp.config, rp.scenario, rp.deployment
+        e = sub.engine
+        step_model = build_step_time(sub, d)
+        sched_cfg = SchedulerConfig(
+            max_num_seqs=e.max_num_seqs, max_num_batched_tokens=e.max_num_batched_tokens,
+            max_model_len=d.max_model_len, enable_chunked_prefill=e.enable_chunked_prefill,
+            long_prefill_token_threshold=e.long_prefill_token_threshold,
+            policy=e.scheduling_policy)
+
+        def make_scheduler(d: Deployment = d, e: EngineConfig = e,
+                           cfg: SchedulerConfig = sched_cfg) -> Scheduler:
+            kv = KVCacheManager(d.memory.num_blocks, e.block_size, e.enable_prefix_caching,
+                                d.max_model_len)
+            return Scheduler(cfg, kv)
+
+        pool = Pool(name=pc.name, served=pc.served_model or d.model.name, model=d.model.name,
+                    role=pc.role, region=pc.region, zone=pc.zone, gpu=d.gpu.name, tp=d.tp,
+                    max_model_len=d.max_model_len,
+                    kv_bytes_per_token=d.model.kv_bytes_per_token(d.kv_dtype, 1),
+                    tenants=frozenset(pc.tenants) if pc.tenants is not None else None,
+                    pin=dict(pc.pin), decode_name=pc.decode_pool, deployment=d)
+        fleet.add_pool(pool, pc.replicas, make_scheduler, step_model)
+    fleet.build()
+    return fleet
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,32 +319,21 @@ def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:
 def simulate(sc: Scenario) -> Results:
     """Run one scenario and return its results."""
     wall0 = time.perf_counter()
-    dep = resolve_deployment(sc)
+    pools = resolve_pools(sc)
+    dep = pools[0].deployment
     eng = sc.engine
     env = simpy.Environment()
     rec = Recorder(record_steps=sc.metrics.record_steps)
-    # One seed sequence, spawned per aspect: [0] workload, [1..] reserved for fleet, faults …
+    # One seed sequence, spawned per aspect: [0] workload, [1] fleet (random routing, client
+    # regions), [2] clients (backoff jitter), [3] faults (MTBF).
     seeds = np.random.SeedSequence(sc.seed).spawn(4)
-
-    fleet = Fleet(env, ROUTERS[sc.fleet.router.kind](), rec, dep.max_model_len)
-    step_model = build_step_time(sc, dep)
-    sched_cfg = SchedulerConfig(
-        max_num_seqs=eng.max_num_seqs, max_num_batched_tokens=eng.max_num_batched_tokens,
-        max_model_len=dep.max_model_len, enable_chunked_prefill=eng.enable_chunked_prefill,
-        long_prefill_token_threshold=eng.long_prefill_token_threshold,
-        policy=eng.scheduling_policy)
-
-    def make_replica(i: int) -> Replica:
-        kv = KVCacheManager(dep.memory.num_blocks, eng.block_size, eng.enable_prefix_caching,
-                            dep.max_model_len)
-        return Replica(env, i, Scheduler(sched_cfg, kv), step_model, rec, fleet.on_finish)
-
-    for _ in range(sc.fleet.replicas):
-        fleet.add_replica(make_replica)
+    fleet = build_fleet(sc, env, rec, pools, seeds[1])
 
     wl = sc.workload
-    traffic = build_traffic(wl, seeds[0], eng.block_size, sc.base_dir)
-    start_clients(env, traffic, fleet.submit)
+    traffic = build_traffic(wl, seeds[0], eng.block_size, sc.base_dir, dep.max_model_len)
+    clients = Clients(env, fleet, sc.clients, np.random.default_rng(seeds[2]))
+    start_clients(env, traffic, clients.submit)
+    start_faults(env, fleet, sc.faults, np.random.default_rng(seeds[3]))
     env.process(fleet.scraper(sc.metrics.sample_interval_s))
 
     # Run until every request has ended, the duration is over, or the safety limit.
@@ -232,17 +346,39 @@ def simulate(sc: Scenario) -> Results:
     # Finalise and collect.
     rec.check_conservation()
     requests, steps, samples, itl = rec.frames()
-    preempt = sum(r.scheduler.num_preemptions for r in fleet.replicas)
-    queries = sum(r.kv.queries for r in fleet.replicas)
-    hits = sum(r.kv.hits for r in fleet.replicas)
+    preempt = sum(r.num_preemptions for r in fleet.replicas)
+    queries = sum(r.prefix_queries for r in fleet.replicas)
+    hits = sum(r.prefix_hits for r in fleet.replicas)
     busy = [r.busy_time for r in fleet.replicas]
     sim = {"seed": sc.seed, "wall_s": time.perf_counter() - wall0, "sim_time_s": end,
            "version": __version__, "steps": rec.num_steps,
            "replica_busy_frac": (sum(busy) / (len(busy) * end)) if end > 0 else 0.0}
-    summary = summarize(requests, steps, samples, itl, counts=rec.counts(),
+    counts = rec.counts()
+    summary = summarize(requests, steps, samples, itl, counts=counts,
                         warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,
                         prefix_queries=queries, prefix_hits=hits, sim=sim)
+    # ---- fleet figures (issue 4): the outcome `failed` joins the request identity
+    # arrived = completed + rejected + timed_out + failed + in_flight; attempts, reasons, pools.
+    summary["requests"]["failed"] = counts[names.FAILED]
+    attempts = rec.attempt_frame()
+    replicas = rec.replica_frame(end)
+    fleet_extra = fleet.extra_summary()
+    fleet_extra["retries_denied_by_budget"] = clients.retries_denied
+    summary["fleet"] = fleet_summary(requests, attempts, replicas, sc.metrics.warmup_s, fleet_extra)
     summary["deployment"] = dep.describe()
     summary["scenario"] = sc.name
     summary["sim"]["wall_s"] = time.perf_counter() - wall0
-    return Results(sc, dep, requests, steps, samples, itl, summary)
+    res = Results(sc, dep, requests, steps, samples, itl, summary,
+                  extra={"attempts": attempts, "replicas": replicas,
+                         "deployments": {rp.config.name: rp.deployment for rp in pools}})
+    # ---- planner figures (issue 7): per-tenant breakdown, SLO attainment/goodput, cost --------
+    res.summary.update(post_summary(res))
+    return res
+
+
+def simulate_replications(sc: Scenario, k: int) -> list[Results]:
+    """Run ``sc`` with seeds seed, seed+1, …, seed+k−1 (for prediction intervals:
+    :func:`simulator.metrics.summary.interval_summary`)."""
+    if k < 1:
+        raise ConfigError(f"--replications: {k}; need at least 1")
+    return [simulate(sc.model_copy(update={"seed": sc.seed + i})) for i in range(k)]

@@ -26,7 +26,8 @@ def test_scenario_matches_golden(path: Path):
     assert path.name in GOLDEN, f"no golden numbers for {path.name}: run scripts/update_goldens.py"
     res = simulate(load_scenario(path))
     r = res.summary["requests"]
-    assert r["arrived"] == r["completed"] + r["rejected"] + r["timed_out"] + r["in_flight"]
+    assert r["arrived"] == r["completed"] + r["rejected"] + r["timed_out"] + r["failed"] \
+        + r["in_flight"]
     got = key_numbers(res.summary)
     want = GOLDEN[path.name]
     for key, value in want.items():

@@ -1,22 +1,37 @@
-"""Clients that send requests: open-loop sources, closed-loop users, multi-turn sessions.
+"""Clients that send requests: open-loop sources, closed-loop users, multi-turn sessions — and what
+each client does when the service is slow or fails.
 
 What this models: a load generator or real users. Open loop: requests are sent at the workload's
 arrival times whatever the responses do (vLLM benchmark ``--request-rate``). Closed loop: each of N
-clients sends a request, waits for the whole response, optionally thinks, then sends the next
-(vLLM benchmark ``--max-concurrency``, and how most published latency numbers are measured).
-Sessions: one user's conversation, turn after turn, each turn sent after the previous response and
-a think time.
+clients sends a request, waits for its *final* outcome (after any retries), optionally thinks, then
+sends the next (vLLM benchmark ``--max-concurrency``). Sessions: one user's conversation, turn after
+turn; turn k carries turns < k as a shared prefix (built by the workload, ``Session.make_turn``).
+A session whose turn finally fails (rejected, timed out or failed after its retries) ends there —
+the user leaves; its remaining turns are never sent.
 
-Leaves out (for the fleet issue): client timeouts, retries with backoff.
+The client policy (:class:`Clients`, ``clients`` in the scenario): a per-attempt timeout on the whole
+response and/or on the first token — the client gives up, the server aborts the request and frees
+its KV blocks (:meth:`simulator.cluster.fleet.Fleet.cancel`) — and retries of 429 / 502 / 503 /
+timeouts, at once (the recipe for a retry storm) or after exponential backoff with jitter, within an
+optional retry budget shared by all clients. 400 and 401 are never retried. With no timeout and no
+retries a request needs no client process: it goes straight to the fleet (the fast path).
+
+Leaves out: ``Retry-After`` hints, hedged requests, client-side connection pools. A retry is a new
+engine request: its shared prefix blocks hit the cache, but its own prompt blocks get new hashes, so
+they are recomputed even on the replica that saw the first attempt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import simpy
 
+from simulator.cluster.request import Attempt, ClientRequest
+from simulator.cluster.spec import ClientConfig, ExponentialBackoff
+from simulator.metrics import names
 from simulator.workload.generator import (
     ClosedLoopGroup,
     OpenLoopStream,
@@ -25,8 +40,126 @@ from simulator.workload.generator import (
     Traffic,
 )
 
+if TYPE_CHECKING:
+    from simulator.cluster.fleet import Fleet
+
 Submit = Callable[[RequestSpec], simpy.Event]
-"""Sends one request; the event fires when the request has ended (any outcome)."""
+"""Sends one request; the event fires (with its ClientRequest) when the client stops trying."""
+
+
+def retry_class(att: Attempt) -> int | str | None:
+    """The ``clients.retry.on_errors`` class of a failed attempt (None: never retried)."""
+    if att.outcome == names.TIMED_OUT:
+        return "timeout"
+    if att.outcome == names.FAILED:
+        return 502
+    code = att.reason[:3]
+    return int(code) if code in ("429", "502", "503") else None
+
+
+class Clients:
+    """The client policy (timeouts, retries, budget) around :meth:`Fleet.send`."""
+
+    def __init__(self, env: simpy.Environment, fleet: Fleet, cfg: ClientConfig,
+                 rng: np.random.Generator) -> None:
+        self.env = env
+        self.fleet = fleet
+        self.cfg = cfg
+        self.rng = rng
+        b = cfg.retry.budget
+        self._tokens = b.burst if b is not None else 0.0
+        self._t = 0.0
+        self.retries_denied = 0
+
+    def submit(self, spec: RequestSpec) -> simpy.Event:
+        """Send ``spec``; the event fires when the client has stopped trying."""
+        if self.cfg.is_trivial:
+            return self.fleet.submit(spec)
+        creq = self.fleet.new_request(spec, auto=False)
+        self._deposit()
+        self.env.process(self._run(creq))
+        return creq.done
+
+    # ---- retry budget --------------------------------------------------------------------------
+    def _deposit(self) -> None:
+        b = self.cfg.retry.budget
+        if b is None:
+            return
+        now = self.env.now
+        self._tokens = min(b.burst, self._tokens + b.ratio + (now - self._t) * b.min_per_s)
+        self._t = now
+
+    def _may_retry(self) -> bool:
+        b = self.cfg.retry.budget
+        if b is None:
+            return True
+        now = self.env.now
+        self._tokens = min(b.burst, self._tokens + (now - self._t) * b.min_per_s)
+        self._t = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.retries_denied += 1
+        return False
+
+    def backoff_s(self, retry: int) -> float:
+        """Wait before retry number ``retry`` (1 = the first retry)."""
+        bo = self.cfg.retry.backoff
+        if not isinstance(bo, ExponentialBackoff):
+            return 0.0
+        wait = min(bo.max_s, bo.base_s * bo.multiplier ** (retry - 1))
+        if bo.jitter == "full":
+            return float(self.rng.uniform(0.0, wait))
+        if bo.jitter == "equal":
+            return wait / 2 + float(self.rng.uniform(0.0, wait / 2))
+        return wait
+
+    # ---- one request's life ----------------------------------------------------------------------
+    def _run(self, creq: ClientRequest) -> Generator[simpy.Event, Any, None]:
+        retry = self.cfg.retry
+        fleet = self.fleet
+        while True:
+            att = fleet.send(creq)
+            yield from self._wait(att)
+            if att.outcome == names.COMPLETED:
+                break
+            cls = retry_class(att)
+            if cls is None or cls not in retry.on_errors or len(creq.attempts) >= retry.max_attempts \
+                    or not self._may_retry():
+                break
+            wait = self.backoff_s(len(creq.attempts))
+            if wait > 0:
+                yield self.env.timeout(wait)
+        fleet.finish(creq, att.outcome, att.reason)
+
+    def _wait(self, att: Attempt) -> Generator[simpy.Event, Any, None]:
+        """Wait for the attempt's outcome, giving up at the timeouts."""
+        env = self.env
+        done = att.done
+        assert done is not None
+        total = self.cfg.timeout_s
+        first = self.cfg.first_token_timeout_s
+        if first is not None and (total is None or first < total):
+            yield done | env.timeout(first)
+            if done.triggered:
+                return
+            r = att.req
+            if r.first_token_time < 0 or r.first_token_time + att.back_s > env.now:
+                self.fleet.cancel(att, names.R_FIRST_TOKEN_TIMEOUT)
+                return
+        if total is not None:
+            left = att.start + total - env.now
+            if left > 0:
+                yield done | env.timeout(left)
+            if not done.triggered:
+                self.fleet.cancel(att, names.R_TIMEOUT)
+            return
+        yield done
+
+
+# --------------------------------------------------------------------------------------------
+# Traffic players
+# --------------------------------------------------------------------------------------------
 
 
 def open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Submit,
@@ -43,7 +176,7 @@ def open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Submit,
 def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], submit: Submit,
                        think_time_s: float, budget: list[int] | None, until: float | None,
                        ) -> Generator[simpy.Event, Any, None]:
-    """One user: request, wait for the response, think, repeat.
+    """One user: request, wait for the final outcome, think, repeat.
 
     ``budget`` is a one-element counter shared by the group's clients of requests left to send
     (None = unlimited); ``until`` stops sending after that time.
@@ -63,7 +196,8 @@ def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], sub
 
 def session_client(env: simpy.Environment, session: Session, submit: Submit,
                    until: float | None) -> Generator[simpy.Event, Any, None]:
-    """Play one conversation: each turn after the previous response and its think time."""
+    """Play one conversation: each turn after the previous response and its think time. A turn
+    that finally fails ends the session."""
     if session.start_s > env.now:
         yield env.timeout(session.start_s - env.now)
     for k in range(session.num_turns):
@@ -71,7 +205,9 @@ def session_client(env: simpy.Environment, session: Session, submit: Submit,
             yield env.timeout(session.think_time_s[k])
         if until is not None and env.now >= until:
             return
-        yield submit(session.make_turn(k))
+        creq = yield submit(session.make_turn(k))
+        if isinstance(creq, ClientRequest) and creq.outcome != names.COMPLETED:
+            return
 
 
 def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: Submit,
@@ -86,7 +222,8 @@ def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: 
 
 
 def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit) -> None:
-    """Start the SimPy processes that play ``traffic`` through ``submit``."""
+    """Start the SimPy processes that play ``traffic`` through ``submit`` (a plain fleet submit or
+    :meth:`Clients.submit`, which applies the client policy)."""
     for stream in traffic.open_loop:
         env.process(open_loop(env, stream, submit, traffic.until))
     for group in traffic.closed_loop:

@@ -1,97 +1,700 @@
-"""A fleet of identical replicas of one model behind a router.
+"""The serving path around the replicas: pools, gateway, router, KV links, and each attempt's way
+through them.
 
-What this models: the serving path after the client — gateway validation, the router's choice, the
-replica's engine — and the bookkeeping a real front end keeps: requests outstanding per replica
-(what ``least_outstanding`` routing reads) and the moment each request ends. It also runs the gauge
-scraper: every ``sample_interval_s`` it reads each replica's ``num_requests_running``,
-``num_requests_waiting`` and ``kv_cache_usage_perc``, as Prometheus would.
+What this models: a fleet of one or more *pools* of vLLM replicas (several models, several regions,
+prefill/decode roles) behind one gateway and one router, and the bookkeeping a real front end keeps.
+An attempt (one try of a client request, :mod:`simulator.cluster.request`) goes:
+
+1. client → its region's gateway: half the client's round trip, plus the gateway's latency;
+2. gateway (:mod:`simulator.cluster.gateway`): API key → tenant (401), validation against the target
+   model's ``max_model_len`` (400), rate limits, quota and load shedding (429);
+3. router (:mod:`simulator.cluster.router`): served model (tenant routes, graceful-degradation
+   fallback), replica group (region first, spill-over), replica (policy). All saturated: held in the
+   group's fair queue or shed (429); nothing routable: 503. A group in another region adds half
+   the inter-region round trip each way;
+4. replica: a dead one answers 502 at once (until health checks or the circuit breaker take it out of
+   rotation); a live one schedules it. Disaggregated: the prefill replica computes the prompt, the
+   decode replica reserves blocks, the KV cache crosses the link (:mod:`simulator.cluster.disagg`),
+   then it decodes;
+5. the response travels back (half the round trip[s]); the attempt ends for its client.
+
+The client (:mod:`simulator.cluster.client`) may give up on an attempt (:meth:`Fleet.cancel`): the
+server aborts it wherever it is and frees its KV blocks. A crash (:meth:`Fleet.crash_replica`) fails
+every attempt on the replica with 502. The fleet also runs the gauge scraper that feeds the recorder
+(every ``sample_interval_s``) and, separately, the router's own scrape (every
+``metrics_staleness_s``).
+
+Leaves out: the gateway and router as machines (one instance each, no CPU or connection limits of
+their own), network bandwidth between client and gateway (latency only), streaming back-pressure.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import simpy
 
-from simulator.cluster import gateway
+from simulator.cluster.disagg import Link
+from simulator.cluster.gateway import FairQueue, Gateway, validate
 from simulator.cluster.replica import Replica
-from simulator.cluster.router import Router
-from simulator.engine.request import Request
+from simulator.cluster.request import Attempt, ClientRequest, Stage
+from simulator.cluster.router import (
+    ROUTERS,
+    Group,
+    LeastKv,
+    ReplicaState,
+    waiting_per_replica,
+)
+from simulator.cluster.spec import (
+    FleetConfig,
+    GatewayConfig,
+    RegionConfig,
+)
+from simulator.engine.request import Request, RequestStatus
+from simulator.engine.scheduler import Scheduler
+from simulator.engine.step_time import StepTimeModel
+from simulator.errors import ConfigError
 from simulator.metrics import names
 from simulator.metrics.recorder import Recorder
 from simulator.workload.generator import RequestSpec
 
+_HOLDING = (Stage.DISPATCHED, Stage.ENGINE, Stage.PENDING_DECODE, Stage.TRANSFER)
+"""Stages in which an attempt counts as outstanding on ``att.replica``."""
+
+
+@dataclass(eq=False)
+class Pool:
+    """A pool at run time."""
+
+    name: str
+    served: str
+    model: str
+    role: str
+    region: str
+    zone: str
+    gpu: str
+    tp: int
+    max_model_len: int
+    kv_bytes_per_token: int
+    """KV bytes per token of the whole model (all TP ranks): what a KV transfer moves."""
+    tenants: frozenset[str] | None
+    """Dedicated pool: only these tenants (None = any)."""
+    pin: dict[str, list[int]]
+    """Tenant → indices of the replicas holding its adapter."""
+    decode_name: str | None = None
+    """Prefill pools: the name of their decode pool."""
+    deployment: Any = None
+    replicas: list[Replica] = field(default_factory=list)
+    decode: Pool | None = None
+    group: Group | None = None
+
 
 class Fleet:
-    def __init__(self, env: simpy.Environment, router: Router, recorder: Recorder,
-                 max_model_len: int) -> None:
+    """Pools of replicas behind one gateway and one router; moves attempts along the serving path.
+
+    Built by :func:`simulator.run.build_fleet` (``add_pool`` per pool, then ``build``); driven by the
+    clients (``submit`` / ``new_request`` + ``send`` / ``cancel`` / ``finish``), the replicas
+    (``on_finish``) and the faults (``crash_replica``, ``restore_replica``, ``drain_replica``,
+    ``set_healthy``)."""
+
+    def __init__(self, env: simpy.Environment, recorder: Recorder, cfg: FleetConfig,
+                 gateway: GatewayConfig, rng: np.random.Generator) -> None:
         self.env = env
-        self.router = router
         self.recorder = recorder
-        self.max_model_len = max_model_len
+        self.cfg = cfg
+        self.rcfg = cfg.router
+        self.rng = rng
+        self.gateway = Gateway(gateway, self.fleet_waiting)
+        self.gateway_latency = gateway.latency_s
+        self.gcfg = gateway
+        self.regions: list[RegionConfig] = list(cfg.regions) or [RegionConfig(name="default")]
+        self._region_p = np.array([r.client_share for r in self.regions], dtype=float)
+        self._region_p /= self._region_p.sum()
+        self._session_region: dict[int, str] = {}
+        self._rtt = {r.name: r.client_rtt_s for r in self.regions}
+        self.pools: list[Pool] = []
         self.replicas: list[Replica] = []
-        self.outstanding: list[int] = []
-        self._done: dict[int, simpy.Event] = {}
-        self._next_id = 0
-        self.in_system = 0
-        self.ended = 0
+        self.states: list[ReplicaState] = []
+        self.groups: list[Group] = []
+        self._order: dict[tuple[str, str], list[Group]] = {}
+        self._max_len: dict[str, int] = {}
+        self._default_served = ""
+        self._degrade = {d.primary: d for d in cfg.degrade}
+        self._att: dict[int, Attempt] = {}
+        self._links: dict[int, Link] = {}
+        self._next_cid = 0
+        self._next_eid = 0
         self._target: int | None = None
         self._stop: simpy.Event | None = None
+        self.live_gauges = self.rcfg.metrics_staleness_s == 0
+        self.transfer_s: list[float] = []
+        self.ejections = 0
+        self._scraped_waiting = 0
 
+    # ---- build ---------------------------------------------------------------------------------
+    def add_pool(self, pool: Pool, replicas: int, make_scheduler: Callable[[], Scheduler],
+                 step_time: StepTimeModel) -> Pool:
+        """Create ``replicas`` replicas of ``pool``."""
+        self.pools.append(pool)
+        self.recorder.pool_models[pool.name] = pool.served
+        for i in range(replicas):
+            rep = Replica(self.env, len(self.replicas), make_scheduler, step_time, self.recorder,
+                          self.on_finish, pool=pool, index=i, role=pool.role)
+            pool.replicas.append(rep)
+            self.replicas.append(rep)
+            self.states.append(ReplicaState(rep, rep.id))
+            self._up(rep)
+        return pool
+
+    def _up(self, rep: Replica) -> None:
+        p = rep.pool
+        self.recorder.replica_up(rep.id, p.name, p.model, p.gpu, p.tp, p.region, p.zone,
+                                 self.env.now)
+
+    def build(self) -> None:
+        """Wire pools into router groups once every pool is added."""
+        by_name = {p.name: p for p in self.pools}
+        front = [p for p in self.pools if p.role != "decode"]
+        self._default_served = front[0].served
+        served_models = list(dict.fromkeys(p.served for p in front))
+        for p in front:
+            self._max_len.setdefault(p.served, p.max_model_len)
+        for p in self.pools:
+            if p.role == "prefill" and p.decode_name is not None:
+                p.decode = by_name[p.decode_name]
+        if self.cfg.region_aware:
+            for p in self.pools:
+                p.group = self._group(p.name, p.served, p.region, [p])
+        else:
+            for name in served_models:
+                g = self._group(name, name, "*", [p for p in front if p.served == name])
+                for p in front:
+                    if p.served == name:
+                        p.group = g
+            for p in self.pools:
+                if p.role == "decode":
+                    p.group = self._group(p.name, p.served, p.region, [p])
+        for served in served_models:
+            for region in self._rtt:
+                gs: list[Group] = []
+                for p in front:
+                    if p.served == served and p.group is not None and p.group not in gs:
+                        gs.append(p.group)
+                local = [g for g in gs if g.region in (region, "*")]
+                self._order[(served, region)] = local + [g for g in gs if g not in local]
+        for p in front:
+            own = p.group
+            assert own is not None
+            own.siblings = [x.group for x in front if x.served == p.served
+                            and x.group is not own and x.group is not None]
+        for d in self._degrade.values():
+            for m in (d.primary, d.fallback):
+                if m not in self._max_len:
+                    raise ConfigError(f"fleet.degrade: no pool serves {m!r}; served models: "
+                                     f"{sorted(self._max_len)}")
+        for t, m in self.cfg.routes.items():
+            if m not in self._max_len:
+                raise ConfigError(f"fleet.routes[{t!r}]: no pool serves {m!r}; served models: "
+                                 f"{sorted(self._max_len)}")
+        if self._needs_scrape() and not self.live_gauges:
+            self.env.process(self._router_scrape(self.rcfg.metrics_staleness_s))
+
+    def _group(self, key: str, served: str, region: str, pools: list[Pool]) -> Group:
+        states = [self.states[r.id] for p in pools for r in p.replicas]
+        rc = self.rcfg
+        policy = ROUTERS[rc.kind](states, rng=self.rng, prefix_blocks=rc.prefix_blocks,
+                                  prefix_skip_blocks=rc.prefix_skip_blocks,
+                                  load_bound=rc.load_bound, virtual_nodes=rc.virtual_nodes)
+        pinned = {t: frozenset(p.replicas[i].id for i in idx)
+                  for p in pools for t, idx in p.pin.items()}
+        queue = FairQueue(self.gcfg.fairness, lambda t: self.gcfg.policy(t).weight,
+                          self.gcfg.vtc_input_weight, self.gcfg.vtc_output_weight)
+        g = Group(key, served, region, states, policy, queue, pinned)
+        for s in states:
+            s.groups.append(g)
+        self.groups.append(g)
+        return g
+
+    def _needs_scrape(self) -> bool:
+        rc = self.rcfg
+        return (rc.kind == "least_kv" or rc.output_cap is not None or bool(self._degrade)
+                or self.gcfg.shed_when_waiting is not None
+                or self.cfg.spill_when_waiting_per_replica is not None)
+
+    def _router_scrape(self, period: float) -> Generator[simpy.Event, Any, None]:
+        states = self.states
+        while True:
+            for s in states:
+                s.scrape()
+            self._scraped_waiting = sum(s.num_waiting for s in states)
+            yield self.env.timeout(period)
+
+    def _live(self, cands: list[ReplicaState]) -> None:
+        if self.live_gauges:
+            for s in cands:
+                s.scrape()
+
+    # ---- run control ---------------------------------------------------------------------------
     def stop_when_ended(self, target: int | None, stop: simpy.Event) -> None:
-        """Trigger ``stop`` once ``target`` requests have ended (None: never)."""
+        """Trigger ``stop`` once ``target`` client requests have ended (None: never)."""
         self._target, self._stop = target, stop
 
-    def _ended(self) -> None:
-        self.ended += 1
-        if self._target is not None and self.ended >= self._target and self._stop is not None \
-                and not self._stop.triggered:
-            self._stop.succeed()
+    def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        self.env.timeout(delay).callbacks.append(lambda _e: fn(*args))
 
-    def add_replica(self, make: Callable[[int], Replica]) -> Replica:
-        rep = make(len(self.replicas))
-        self.replicas.append(rep)
-        self.outstanding.append(0)
-        return rep
-
-    # ---- request path --------------------------------------------------------------------------
+    # ---- client side ---------------------------------------------------------------------------
     def submit(self, spec: RequestSpec) -> simpy.Event:
-        env = self.env
-        req = Request(self._next_id, spec.prompt_len, spec.output_len, env.now, spec.priority,
-                      spec.prefix_hashes)
-        self._next_id += 1
-        done = env.event()
-        rec = self.recorder
-        rec.arrived(req)
-        reason = gateway.validate(req, self.max_model_len)
-        if reason is not None:
-            rec.end(req, names.REJECTED, reason)
-            self._ended()
-            done.succeed(req)
-            return done
-        i = self.router.choose(self.outstanding)
-        self.outstanding[i] += 1
-        self.in_system += 1
-        rec.routed(req, i)
-        self._done[req.request_id] = done
-        self.replicas[i].submit(req)
-        return done
+        """Send a request with no client policy (no timeout, no retry): the event fires with the
+        ClientRequest when it has ended."""
+        creq = self.new_request(spec, auto=True)
+        self.send(creq)
+        return creq.done
 
-    def on_finish(self, req: Request, replica: Replica) -> None:
-        self.outstanding[replica.id] -= 1
-        self.in_system -= 1
-        self.recorder.end(req, names.COMPLETED)
-        self._ended()
-        self._done.pop(req.request_id).succeed(req)
+    def new_request(self, spec: RequestSpec, auto: bool) -> ClientRequest:
+        env = self.env
+        if len(self.regions) == 1:
+            region = self.regions[0].name
+        else:
+            sid = spec.session_id
+            got = self._session_region.get(sid) if sid is not None else None
+            if got is None:
+                got = self.regions[int(self.rng.choice(len(self.regions), p=self._region_p))].name
+                if sid is not None:
+                    self._session_region[sid] = got
+            region = got
+        creq = ClientRequest(self._next_cid, spec, env.now, region, env.event(), auto)
+        self._next_cid += 1
+        self.recorder.arrived(creq)
+        return creq
+
+    def send(self, creq: ClientRequest) -> Attempt:
+        """Start one attempt of ``creq``."""
+        env = self.env
+        spec = creq.spec
+        req = Request(self._next_eid, spec.prompt_len, spec.output_len, env.now, spec.priority,
+                      spec.prefix_hashes)
+        self._next_eid += 1
+        att = Attempt(creq, len(creq.attempts), req, env.now, spec.tenant, spec.output_len)
+        creq.attempts.append(att)
+        self.recorder.attempt(att)
+        if not creq.auto:
+            att.done = env.event()
+        att.back_s = self._rtt[creq.region] / 2
+        delay = att.back_s + self.gateway_latency
+        if delay > 0:
+            self._later(delay, self._at_gateway, att)
+        else:
+            self._at_gateway(att)
+        return att
+
+    def finish(self, creq: ClientRequest, outcome: str, reason: str) -> None:
+        """The client stops trying: record the request's end (that of its last attempt)."""
+        self.recorder.end(creq, outcome, reason, self.env.now)
+        if self._target is not None and self.recorder.num_ended >= self._target \
+                and self._stop is not None and not self._stop.triggered:
+            self._stop.succeed()
+        creq.done.succeed(creq)
+
+    def cancel(self, att: Attempt, reason: str = names.R_TIMEOUT) -> None:
+        """The client gave up on ``att``: abort it wherever it is and free what it holds."""
+        stage = att.stage
+        if stage == Stage.ENDED:
+            return
+        req = att.req
+        if stage == Stage.QUEUED:
+            att.group.queue.discard(att)
+        elif stage in (Stage.ENGINE, Stage.PENDING_DECODE):
+            assert att.replica is not None
+            att.replica.abort(req)
+            self._att.pop(req.request_id, None)
+        elif stage == Stage.TRANSFER:
+            assert att.src is not None and att.replica is not None
+            self._link(att.src).cancel(att.transfer)
+            att.replica.drop_reserved(req)
+            self._att.pop(req.request_id, None)
+        if stage != Stage.RETURNING:
+            self._release(att, names.TIMED_OUT)
+            self.gateway.settle(att, self.env.now)
+        att.stage = Stage.ENDED
+        req.status = RequestStatus.FINISHED
+        self.recorder.attempt_end(att, names.TIMED_OUT, reason, self.env.now)
+
+    # ---- gateway and router --------------------------------------------------------------------
+    def _at_gateway(self, att: Attempt) -> None:
+        if att.stage == Stage.ENDED:
+            return  # the client gave up on the way in
+        spec = att.creq.spec
+        gw = self.gateway
+        tenant = gw.resolve_tenant(spec.tenant, spec.api_key)
+        if tenant is None:
+            self._server_end(att, names.REJECTED, names.R_UNAUTHORIZED)
+            return
+        att.tenant = tenant
+        req = att.req
+        req.priority = gw.priority(tenant, spec.priority)
+        served = self.cfg.routes.get(tenant, self._default_served)
+        reason = validate(req, self._max_len[served])
+        if reason is None:
+            reason = gw.admit(att, self.env.now)
+        if reason is not None:
+            self._server_end(att, names.REJECTED, reason)
+            return
+        self._route(att, served)
+
+    def _route(self, att: Attempt, served: str) -> None:
+        st, g, _ = self._pick(att, served)
+        if st is not None:
+            assert g is not None
+            self._maybe_cap(att, g)
+            self._dispatch(att, st, g)
+            return
+        if g is not None:  # every replica saturated
+            rc = self.rcfg
+            if rc.when_saturated == "shed":
+                self._server_end(att, names.REJECTED, names.R_SATURATED)
+            elif rc.max_queue is not None and len(g.queue) >= rc.max_queue:
+                self._server_end(att, names.REJECTED, names.R_QUEUE_FULL)
+            else:
+                att.stage = Stage.QUEUED
+                att.group = g
+                g.queue.push(att)
+            return
+        self._server_end(att, names.REJECTED, names.R_NO_REPLICA)
+
+    def _pick(self, att: Attempt, served: str) -> tuple[ReplicaState | None, Group | None, str]:
+        st, g, why = self._pick_in(att, served)
+        rule = self._degrade.get(served)
+        if rule is not None and (st is None or self._overloaded(att, served,
+                                                                rule.when_waiting_per_replica)):
+            fb = rule.fallback
+            if att.req.prompt_len + att.req.max_tokens <= self._max_len[fb]:
+                st2, g2, _ = self._pick_in(att, fb)
+                if st2 is not None:
+                    return st2, g2, ""
+        return st, g, why
+
+    def _overloaded(self, att: Attempt, served: str, threshold: float) -> bool:
+        now = self.env.now
+        for g in self._order[(served, att.creq.region)]:
+            cands = g.candidates(att.tenant, now)
+            if not cands:
+                continue
+            self._live(cands)
+            if waiting_per_replica(cands) < threshold:
+                return False
+        return True
+
+    def _pick_in(self, att: Attempt, served: str,
+                 ) -> tuple[ReplicaState | None, Group | None, str]:
+        now = self.env.now
+        order = self._order[(served, att.creq.region)]
+        max_out = self.rcfg.max_outstanding_per_replica
+        spill = self.cfg.spill_when_waiting_per_replica
+        sat: Group | None = None
+        spilled: tuple[Group, list[ReplicaState]] | None = None
+        last = order[-1]
+        for g in order:
+            cands = g.candidates(att.tenant, now)
+            if not cands:
+                continue
+            free = cands if max_out is None else [s for s in cands if s.outstanding < max_out]
+            if not free:
+                if sat is None:
+                    sat = g
+                continue
+            if spill is not None and g is not last:
+                self._live(cands)
+                if waiting_per_replica(cands) >= spill:
+                    if spilled is None:
+                        spilled = (g, free)
+                    continue
+            return self._choose(g, att, free), g, ""
+        if spilled is not None:
+            return self._choose(spilled[0], att, spilled[1]), spilled[0], ""
+        if sat is not None:
+            return None, sat, "saturated"
+        return None, None, "unavailable"
+
+    def _choose(self, g: Group, att: Attempt, free: list[ReplicaState]) -> ReplicaState:
+        if self.live_gauges and isinstance(g.policy, LeastKv):
+            self._live(free)
+        return g.policy.choose(att.req, free)
+
+    def _maybe_cap(self, att: Attempt, g: Group) -> None:
+        cap = self.rcfg.output_cap
+        if cap is None or att.max_tokens <= cap.max_tokens:
+            return
+        cands = g.candidates(att.tenant, self.env.now)
+        self._live(cands)
+        if waiting_per_replica(cands) >= cap.when_waiting_per_replica:
+            att.max_tokens = att.req.max_tokens = cap.max_tokens
+            att.capped = True
+
+    def fleet_waiting(self) -> int:
+        """Waiting requests as the gateway sees them: scraped gauges plus the router's queues."""
+        if self.live_gauges:
+            self._live(self.states)
+            self._scraped_waiting = sum(s.num_waiting for s in self.states)
+        return self._scraped_waiting + sum(len(g.queue) for g in self.groups)
+
+    def _dispatch(self, att: Attempt, st: ReplicaState, g: Group) -> None:
+        st.outstanding += 1
+        rep = st.replica
+        att.group = g
+        att.replica = rep
+        att.replica_id = rep.id
+        att.pool = rep.pool.name
+        g.queue.dispatched(att.tenant, att.req.prompt_len)
+        if rep.pool.region != att.creq.region and self.cfg.inter_region_rtt_s > 0:
+            half = self.cfg.inter_region_rtt_s / 2
+            att.back_s += half
+            att.stage = Stage.DISPATCHED
+            self._later(half, self._arrive, att)
+        else:
+            att.stage = Stage.DISPATCHED
+            self._arrive(att)
+
+    def _arrive(self, att: Attempt) -> None:
+        if att.stage == Stage.ENDED:
+            return
+        rep = att.replica
+        assert rep is not None
+        if not rep.alive:
+            self._server_end(att, names.FAILED, names.R_UNREACHABLE)
+            return
+        att.stage = Stage.ENGINE
+        req = att.req
+        self._att[req.request_id] = att
+        if rep.role == "prefill":
+            req.max_tokens = 1
+        rep.submit(req)
+
+    def _drain(self, g: Group) -> None:
+        """Dispatch held requests while the group has room: its own first, then its siblings'
+        (the same model in other regions), oldest queue first."""
+        if g.draining or not (len(g.queue) or any(len(x.queue) for x in g.siblings)):
+            return
+        g.draining = True
+        try:
+            now = self.env.now
+            max_out = self.rcfg.max_outstanding_per_replica
+            while True:
+                q = g.queue if len(g.queue) else next(
+                    (x.queue for x in g.siblings if len(x.queue)), None)
+                if q is None:
+                    break
+                att = q.pop()
+                if att is None:
+                    break
+                cands = g.candidates(att.tenant, now)
+                if not cands:
+                    if q is g.queue:  # the group lost its replicas: route it afresh
+                        att.stage = Stage.INBOUND
+                        self._route(att, g.served)
+                        continue
+                    q.push_front(att)  # not for this group (pinning, dedicated pool)
+                    break
+                free = cands if max_out is None else [s for s in cands if s.outstanding < max_out]
+                if not free:
+                    q.push_front(att)
+                    break
+                self._maybe_cap(att, g)
+                self._dispatch(att, self._choose(g, att, free), g)
+        finally:
+            g.draining = False
+
+    # ---- replica side --------------------------------------------------------------------------
+    def on_finish(self, req: Request, rep: Replica) -> None:
+        """A replica finished ``req`` (called from its engine loop)."""
+        if rep.role == "prefill":
+            self._to_decode(self._att[req.request_id], rep)
+            return
+        att = self._att.pop(req.request_id)
+        self._server_end(att, names.COMPLETED, "")
+
+    def _to_decode(self, att: Attempt, prefill: Replica) -> None:
+        req = att.req
+        self._release(att, names.COMPLETED)
+        req.max_tokens = att.max_tokens
+        req.num_output_tokens = 0
+        req.finish_time = -1.0
+        req.status = RequestStatus.WAITING
+        dpool = prefill.pool.decode
+        g = dpool.group
+        cands = g.candidates(att.tenant, self.env.now)
+        if not cands:
+            self._att.pop(req.request_id, None)
+            att.stage = Stage.INBOUND
+            self._server_end(att, names.REJECTED, names.R_NO_REPLICA)
+            return
+        st = self._choose(g, att, cands)
+        st.outstanding += 1
+        dst = st.replica
+        att.replica = dst
+        att.replica_id = dst.id
+        att.pool = dpool.name
+        att.src = prefill
+        if not dst.alive:
+            att.stage = Stage.DISPATCHED
+            self._att.pop(req.request_id, None)
+            self._server_end(att, names.FAILED, names.R_UNREACHABLE)
+            return
+        att.stage = Stage.PENDING_DECODE
+        t0 = self.env.now
+        dst.admit_remote(req, lambda r: self._start_transfer(att, t0))
+
+    def _link(self, src: Replica) -> Link:
+        key = src.id if self.cfg.kv_transfer.shared == "prefill_replica" else -1
+        link = self._links.get(key)
+        if link is None:
+            kt = self.cfg.kv_transfer
+            link = self._links[key] = Link(self.env, kt.bandwidth_gb_s * 1e9, kt.latency_s)
+        return link
+
+    def _start_transfer(self, att: Attempt, t0: float) -> None:
+        att.stage = Stage.TRANSFER
+        src = att.src
+        assert src is not None
+        nbytes = att.req.prompt_len * src.pool.kv_bytes_per_token
+        start = self.env.now
+        att.transfer = self._link(src).start(nbytes, lambda: self._transfer_done(att, start))
+
+    def _transfer_done(self, att: Attempt, start: float) -> None:
+        if att.stage != Stage.TRANSFER:
+            return
+        self.transfer_s.append(self.env.now - start)
+        att.transfer = None
+        att.src = None
+        att.stage = Stage.ENGINE
+        assert att.replica is not None
+        att.replica.start_decoding(att.req)
+
+    def _release(self, att: Attempt, outcome: str, blame: bool = True) -> None:
+        """The attempt no longer counts against its replica: update the router's counts and
+        circuit breaker (``blame``: the failure was that replica's), and let held requests in."""
+        if att.stage not in _HOLDING or att.replica is None:
+            return
+        st = self.states[att.replica.id]
+        st.outstanding -= 1
+        if outcome == names.FAILED and blame:
+            st.consecutive_failures += 1
+            eject = self.rcfg.eject_after_failures
+            if eject is not None and st.consecutive_failures >= eject \
+                    and self.env.now >= st.ejected_until:
+                st.ejected_until = self.env.now + self.rcfg.ejection_s
+                st.consecutive_failures = 0
+                self.ejections += 1
+                self._later(self.rcfg.ejection_s, self._released, st)
+        elif outcome == names.COMPLETED:
+            st.consecutive_failures = 0
+        self._released(st)
+
+    def _released(self, st: ReplicaState) -> None:
+        for g in st.groups:
+            self._drain(g)
+
+    def _server_end(self, att: Attempt, outcome: str, reason: str, blame: bool = True) -> None:
+        """The serving side is done with the attempt; its answer travels back to the client."""
+        self._release(att, outcome, blame)
+        now = self.env.now
+        self.gateway.settle(att, now)
+        if outcome == names.COMPLETED and att.group is not None:
+            att.group.queue.served(att.tenant, att.req.num_output_tokens)
+        if att.back_s > 0:
+            att.stage = Stage.RETURNING
+            self._later(att.back_s, self._deliver, att, outcome, reason)
+        else:
+            self._deliver(att, outcome, reason)
+
+    def _deliver(self, att: Attempt, outcome: str, reason: str) -> None:
+        if att.stage == Stage.ENDED:
+            return  # the client gave up meanwhile
+        att.stage = Stage.ENDED
+        self.recorder.attempt_end(att, outcome, reason, self.env.now)
+        creq = att.creq
+        if creq.auto:
+            self.finish(creq, outcome, reason)
+        else:
+            assert att.done is not None
+            att.done.succeed(att)
+
+    # ---- faults ----------------------------------------------------------------------------------
+    def crash_replica(self, rep: Replica, reason: str = names.END_CRASH) -> None:
+        """``rep`` dies now: every attempt on it (or pulling KV from it) fails with 502."""
+        if not rep.alive:
+            return
+        rep.crash()
+        self.recorder.replica_down(rep.id, self.env.now, reason)
+        victims = [a for a in self._att.values() if a.replica is rep or a.src is rep]
+        for a in victims:
+            if a.stage == Stage.TRANSFER:
+                assert a.src is not None and a.replica is not None
+                self._link(a.src).cancel(a.transfer)
+                if a.replica is not rep:  # the source died: the decode side lets go
+                    a.replica.drop_reserved(a.req)
+            elif a.stage == Stage.PENDING_DECODE and a.replica is not rep:
+                assert a.replica is not None
+                a.replica.abort(a.req)
+            self._att.pop(a.req.request_id, None)
+            a.req.status = RequestStatus.FINISHED
+            self._server_end(a, names.FAILED, names.R_CRASHED, blame=a.replica is rep)
+
+    def restore_replica(self, rep: Replica) -> None:
+        """``rep`` is back with empty caches (health checks decide when it gets traffic)."""
+        if rep.alive:
+            return
+        rep.restart()
+        st = self.states[rep.id]
+        st.draining = False
+        st.consecutive_failures = 0
+        self._up(rep)
+
+    def drain_replica(self, rep: Replica) -> None:
+        """Stop routing new requests to ``rep`` (spot notice); in-flight ones continue."""
+        self.states[rep.id].draining = True
+
+    def set_healthy(self, rep: Replica, healthy: bool) -> None:
+        """The health checks changed their mind about ``rep``. NOTE: a replica found healthy again
+        is also un-ejected by the circuit breaker (Envoy's default,
+        ``successful_active_health_check_uneject_host``)."""
+        st = self.states[rep.id]
+        st.healthy = healthy
+        if healthy:
+            st.ejected_until = -math.inf
+            st.consecutive_failures = 0
+            self._released(st)
 
     # ---- gauges ----------------------------------------------------------------------------------
     def scraper(self, interval: float) -> Generator[simpy.Event, Any, None]:
         env = self.env
         sample = self.recorder.sample
+        states = self.states
         while True:
             now = env.now
             for rep in self.replicas:
-                sample((now, rep.id, rep.num_running, rep.num_waiting, rep.kv_usage,
-                        self.outstanding[rep.id]))
+                if rep.alive:
+                    sample((now, rep.id, rep.num_running, rep.num_waiting, rep.kv_usage,
+                            states[rep.id].outstanding))
+                else:
+                    sample((now, rep.id, 0, 0, 0.0, states[rep.id].outstanding))
             yield env.timeout(interval)
+
+    def extra_summary(self) -> dict[str, Any]:
+        """Fleet figures only the fleet knows (merged into summary["fleet"])."""
+        out: dict[str, Any] = {
+            "router_queue_max": max((g.queue.max_len for g in self.groups), default=0),
+            "ejections": self.ejections,
+        }
+        if self._links:
+            ts = np.array(self.transfer_s) if self.transfer_s else np.array([math.nan])
+            out["kv_transfer"] = {
+                "transfers": len(self.transfer_s),
+                "gb": sum(lk.bytes_sent for lk in self._links.values()) / 1e9,
+                "mean_ms": float(np.nanmean(ts) * 1000) if self.transfer_s else None,
+                "p99_ms": float(np.percentile(ts, 99) * 1000) if self.transfer_s else None,
+            }
+        return out

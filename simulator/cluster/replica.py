@@ -6,12 +6,20 @@ the GPU runs it for the step time the step-time model predicts, and the outputs 
 tokens streamed, finished requests released. With nothing to do the engine sleeps until a request
 arrives. The whole life of the replica is the one generator :meth:`Replica.run`.
 
+A replica can die (:meth:`crash`: the process stops, every request on it is lost, its KV cache is
+gone) and come back empty (:meth:`restart`). In a disaggregated fleet a *prefill* replica's streamed
+token is not the client's (the decode replica produces the first token the client sees), and a
+*decode* replica admits requests whose prompt KV arrives over a link (:mod:`simulator.cluster.disagg`):
+their blocks are reserved first, then the request joins RUNNING when the transfer is done.
+
 Leaves out: async scheduling (overlap of CPU scheduling with the GPU step), detokenisation and
-network time between the engine and the client, API-server queueing.
+network time between the engine and the client, API-server queueing; a prefill replica frees its KV
+blocks when its request finishes rather than when the decode side has pulled them.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -24,22 +32,41 @@ from simulator.engine.step_time import StepTimeModel
 from simulator.metrics.recorder import Recorder
 
 
+def _no_token(req: Request, now: float) -> None:
+    """A prefill replica's sampled token is discarded by the P/D proxy (see module docstring)."""
+
+
 class Replica:
     """Scheduler + KV cache + step-time model, driven by one SimPy process."""
 
-    def __init__(self, env: simpy.Environment, replica_id: int, scheduler: Scheduler,
-                 step_time: StepTimeModel, recorder: Recorder,
-                 on_finish: Callable[[Request, Replica], None]) -> None:
+    def __init__(self, env: simpy.Environment, replica_id: int,
+                 make_scheduler: Callable[[], Scheduler], step_time: StepTimeModel,
+                 recorder: Recorder, on_finish: Callable[[Request, Replica], None],
+                 pool: Any = None, index: int = 0, role: str = "mixed") -> None:
         self.env = env
         self.id = replica_id
-        self.scheduler = scheduler
-        self.kv: KVCacheManager = scheduler.kv
+        self.pool = pool
+        """The pool this replica belongs to (fleet bookkeeping)."""
+        self.index = index
+        """Index within its pool."""
+        self.role = role
+        self.make_scheduler = make_scheduler
+        self.scheduler = make_scheduler()
+        self.kv: KVCacheManager = self.scheduler.kv
         self.step_time = step_time
         self.recorder = recorder
         self.on_finish = on_finish
+        self._token = _no_token if role == "prefill" else recorder.token
         self._wake: simpy.Event | None = None
         self.busy_time = 0.0
         self.num_steps = 0
+        self.alive = True
+        self.pending: deque[tuple[Request, Callable[[Request], None]]] = deque()
+        """Decode admission: requests waiting for KV blocks, with what to do once they have them."""
+        self.num_transferring = 0
+        """Requests holding blocks here whose KV is still on the link."""
+        self._dead_stats = [0, 0, 0]
+        """Preemptions, prefix queries and hits of schedulers lost in crashes."""
         self.process = env.process(self.run())
 
     # ---- what a router / scraper sees ------------------------------------------------------
@@ -49,60 +76,159 @@ class Replica:
 
     @property
     def num_waiting(self) -> int:
-        return self.scheduler.num_waiting
+        return self.scheduler.num_waiting + len(self.pending)
 
     @property
     def kv_usage(self) -> float:
         return self.kv.usage
 
+    @property
+    def num_preemptions(self) -> int:
+        return self.scheduler.num_preemptions + self._dead_stats[0]
+
+    @property
+    def prefix_queries(self) -> int:
+        return self.kv.queries + self._dead_stats[1]
+
+    @property
+    def prefix_hits(self) -> int:
+        return self.kv.hits + self._dead_stats[2]
+
     # ---- inputs ----------------------------------------------------------------------------
     def submit(self, req: Request) -> None:
         self.scheduler.add_request(req)
+        self._kick()
+
+    def _kick(self) -> None:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def abort(self, req: Request) -> bool:
-        return self.scheduler.abort_request(req)
+        """Client gone: drop the request wherever it is here and free its blocks."""
+        for k, (r, _) in enumerate(self.pending):
+            if r is req:
+                del self.pending[k]
+                return True
+        found = self.scheduler.abort_request(req)
+        if found and self.pending:
+            self._admit_pending()  # its blocks may be what the head of the line waits for
+        return found
+
+    # ---- decode admission (disaggregated serving) ------------------------------------------
+    def admit_remote(self, req: Request, on_reserved: Callable[[Request], None]) -> None:
+        """Queue a prefilled request for its KV blocks here; ``on_reserved`` starts the transfer."""
+        self.pending.append((req, on_reserved))
+        self._admit_pending()
+
+    def _admit_pending(self) -> None:
+        sched = self.scheduler
+        kv = self.kv
+        max_seqs = sched.config.max_num_seqs
+        while self.pending:
+            req, on_reserved = self.pending[0]
+            if sched.num_running + self.num_transferring >= max_seqs:
+                return
+            # NOTE: the decode side recomputes the last prompt token to sample its own first token
+            # (vLLM's P/D proxy discards the prefill's token), so prompt_len − 1 tokens of KV come
+            # over the link and are reserved here before the transfer starts.
+            n = req.prompt_len - 1
+            req.num_computed_tokens = 0
+            if n > 0 and kv.allocate_slots(req, n) is None:
+                if not sched.has_work() and not self.num_transferring:
+                    raise RuntimeError(
+                        f"replica {self.id}: a {req.prompt_len}-token prompt does not fit the "
+                        f"decode KV cache of {kv.num_blocks} blocks")
+                return
+            req.num_computed_tokens = n
+            self.pending.popleft()
+            self.num_transferring += 1
+            on_reserved(req)
+
+    def start_decoding(self, req: Request) -> None:
+        """The request's KV cache has arrived: it joins RUNNING."""
+        self.num_transferring -= 1
+        req.status = RequestStatus.RUNNING
+        self.scheduler.running.append(req)
+        self._kick()
+
+    def drop_reserved(self, req: Request) -> None:
+        """A transfer was abandoned (client gone, source died): free the reserved blocks."""
+        self.num_transferring -= 1
+        self.kv.free_request(req)
+        self._admit_pending()
 
     # ---- the engine loop -------------------------------------------------------------------
     def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         sched = self.scheduler
-        rec = self.recorder
+        token = self._token
         predict = self.step_time.predict
-        while True:
-            if not sched.has_work():
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
-            plan = sched.schedule()
-            if plan.is_empty:
-                raise RuntimeError(
-                    f"replica {self.id}: requests are waiting but none can be scheduled "
-                    f"(KV cache of {self.kv.num_blocks} blocks too small for the head request)")
-            start = env.now
-            for req, ctx in zip(plan.requests, plan.context_lens, strict=True):
-                if req.scheduled_time < 0 and ctx == req.num_cached_tokens:
-                    req.scheduled_time = start
-            dt = predict(plan)
-            yield env.timeout(dt)
-            self.busy_time += dt
-            self.num_steps += 1
-            produced, finished = sched.update(plan)
-            now = env.now
-            for req in produced:
-                rec.token(req, now)
-            n_tok = plan.num_tokens
-            n_dec = sum(1 for n in plan.num_new_tokens if n == 1)
-            rec.step((self.id, start, dt, plan.num_seqs, n_tok, n_tok - n_dec, n_dec,
+        step = self.recorder.step
+        try:
+            while True:
+                if not sched.has_work():
+                    self._wake = env.event()
+                    yield self._wake
+                    self._wake = None
+                plan = sched.schedule()
+                if plan.is_empty:
+                    raise RuntimeError(
+                        f"replica {self.id}: requests are waiting but none can be scheduled "
+                        f"(KV cache of {self.kv.num_blocks} blocks too small for the head request)")
+                start = env.now
+                for req, ctx in zip(plan.requests, plan.context_lens, strict=True):
+                    if req.scheduled_time < 0 and ctx == req.num_cached_tokens:
+                        req.scheduled_time = start
+                dt = predict(plan)
+                yield env.timeout(dt)
+                self.busy_time += dt
+                self.num_steps += 1
+                produced, finished = sched.update(plan)
+                now = env.now
+                for req in produced:
+                    token(req, now)
+                n_tok = plan.num_tokens
+                n_dec = sum(1 for n in plan.num_new_tokens if n == 1)
+                step((self.id, start, dt, plan.num_seqs, n_tok, n_tok - n_dec, n_dec,
                       plan.num_scheduled_new, len(plan.preempted), sched.num_waiting,
                       self.kv.usage))
-            for req in finished:
-                req.finish_time = now
-                self.on_finish(req, self)
+                for req in finished:
+                    req.finish_time = now
+                    self.on_finish(req, self)
+                if self.pending:
+                    self._admit_pending()
+        except simpy.Interrupt:
+            return  # crashed: see crash()
 
     def is_idle(self) -> bool:
         return not self.scheduler.has_work()
+
+    # ---- failure and recovery --------------------------------------------------------------
+    def crash(self) -> list[Request]:
+        """Die now: stop the engine loop and lose every request and cached block. Returns the
+        requests that were in its scheduler or waiting for blocks (transfers are the fleet's)."""
+        self.alive = False
+        if self.process.is_alive:
+            self.process.interrupt()
+        self._wake = None
+        sched = self.scheduler
+        lost = [*sched.running, *sched.waiting, *(r for r, _ in self.pending)]
+        for req in lost:
+            req.status = RequestStatus.FINISHED
+        self.pending.clear()
+        self.num_transferring = 0
+        st = self._dead_stats
+        st[0] += sched.num_preemptions
+        st[1] += self.kv.queries
+        st[2] += self.kv.hits
+        return lost
+
+    def restart(self) -> None:
+        """Back up with an empty KV cache (a fresh engine)."""
+        self.scheduler = self.make_scheduler()
+        self.kv = self.scheduler.kv
+        self.alive = True
+        self.process = self.env.process(self.run())
 
 
 def request_done(req: Request) -> bool:

@@ -1,44 +1,241 @@
-"""The fleet's front-end router: which replica gets a request.
+"""The fleet's router: which replica group, then which replica, gets a request.
 
-What this models: the load-balancing decision of a serving gateway (an Envoy/K8s service doing
-round robin, or an LLM-aware router counting outstanding requests per backend). Policies are small
-objects behind one ``Protocol`` and chosen through one explicit mapping, ``ROUTERS``. A router sees
-only what a real one sees: the requests *it* has sent and not yet seen answered.
+What this models: an LLM-aware load balancer (llm-d's endpoint picker, the vLLM production-stack
+router, AIBrix, an Envoy with outlier detection). It sees what a real one sees:
 
-Leaves out (for the fleet issue): KV-aware and prefix-affinity routing, stale metrics, model pools.
+- its **own counts** of requests it has sent to each replica and not yet seen answered (exact);
+- **gauges scraped** from the replicas every ``metrics_staleness_s`` (``num_requests_waiting``,
+  ``kv_cache_usage_perc``) — stale between scrapes, never read from the engines directly
+  (``metrics_staleness_s: 0`` reads them live, as an oracle for comparison);
+- **health** from active health checks (:mod:`simulator.cluster.faults`) and its own **circuit
+  breaker**: after ``eject_after_failures`` consecutive 5xx from a replica it ejects it for
+  ``ejection_s``.
+
+Replicas are grouped by pool (one group per pool when routing is region-aware; one group per served
+model across regions otherwise). For a request the router tries the groups of its served model in
+order — the client's region first, then the others (spill-over) — skipping groups with no routable
+replica, or whose replicas are all saturated, or (with a spill threshold) overloaded. Within a group a
+*policy* picks the replica. Policies are small objects behind one ``Protocol``, chosen through one
+mapping, :data:`ROUTERS`. When every replica is saturated the fleet queues the request at the router
+or sheds it (:mod:`simulator.cluster.fleet`).
+
+Leaves out: routing on the decode length, KV-event streams from the engines (llm-d's precise prefix
+index), LoRA adapter loading/eviction (pinning is static).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from simulator.engine.request import Request
+
+if TYPE_CHECKING:
+    from simulator.cluster.replica import Replica
+
+_MASK = (1 << 64) - 1
 
 
-class Router(Protocol):
-    def choose(self, outstanding: list[int]) -> int:
-        """Index of the replica to send the next request to, given per-replica outstanding counts."""
+def mix64(x: int) -> int:
+    """splitmix64 finaliser: a fixed, platform-independent integer hash."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+@dataclass(slots=True, eq=False)
+class ReplicaState:
+    """The router's view of one replica."""
+
+    replica: Replica
+    id: int
+    """Global replica id."""
+    outstanding: int = 0
+    """Requests the router sent there and has not seen answered."""
+    num_waiting: int = 0
+    """Scraped ``num_requests_waiting``."""
+    kv_usage: float = 0.0
+    """Scraped ``kv_cache_usage_perc``."""
+    healthy: bool = True
+    """As the health checks last concluded."""
+    draining: bool = False
+    """Told to go away (spot notice): no new requests."""
+    ejected_until: float = -math.inf
+    """Circuit breaker: no traffic before this time."""
+    consecutive_failures: int = 0
+    groups: list[Group] = field(default_factory=list)
+
+    def scrape(self) -> None:
+        rep = self.replica
+        if rep.alive:  # a dead replica's endpoint does not answer: keep the last values
+            self.num_waiting = rep.num_waiting
+            self.kv_usage = rep.kv_usage
+
+
+class Policy(Protocol):
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        """One of ``cands`` (non-empty, in group order) for ``req``."""
         ...
 
 
 class RoundRobin:
     """Cycle through the replicas in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, states: Sequence[ReplicaState], **_: Any) -> None:
         self._next = 0
 
-    def choose(self, outstanding: list[int]) -> int:
-        i = self._next % len(outstanding)
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        i = self._next % len(cands)
         self._next = i + 1
-        return i
+        return cands[i]
+
+
+class Random:
+    """Uniformly at random (the scenario's seeded generator)."""
+
+    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_: Any) -> None:
+        self.rng = rng
+
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        return cands[int(self.rng.integers(len(cands)))] if len(cands) > 1 else cands[0]
+
+
+class PowerOfTwo:
+    """Sample two distinct replicas, take the one with fewer outstanding requests."""
+
+    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_: Any) -> None:
+        self.rng = rng
+
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        n = len(cands)
+        if n == 1:
+            return cands[0]
+        i, j = self.rng.choice(n, size=2, replace=False)
+        a, b = cands[int(i)], cands[int(j)]
+        return b if b.outstanding < a.outstanding else a
 
 
 class LeastOutstanding:
-    """Fewest requests in flight; ties go to the lowest index."""
+    """Fewest requests in flight (as the router counts them); ties go to the lowest index."""
 
-    def choose(self, outstanding: list[int]) -> int:
-        return min(range(len(outstanding)), key=outstanding.__getitem__)
+    def __init__(self, states: Sequence[ReplicaState] = (), **_: Any) -> None:
+        pass
+
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        best = cands[0]
+        for s in cands:
+            if s.outstanding < best.outstanding:
+                best = s
+        return best
 
 
-ROUTERS: dict[str, type[RoundRobin] | type[LeastOutstanding]] = {
+class LeastKv:
+    """Lowest scraped KV-cache usage; ties by outstanding requests, then index."""
+
+    def __init__(self, states: Sequence[ReplicaState] = (), **_: Any) -> None:
+        pass
+
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        return min(cands, key=lambda s: (s.kv_usage, s.outstanding))
+
+
+class PrefixAffinity:
+    """Consistent hashing of the leading shared prefix blocks with bounded loads.
+
+    Each replica owns ``virtual_nodes`` points on a 64-bit ring. A request's key is the hash of its
+    first ``prefix_blocks`` shared prefix blocks after ``prefix_skip_blocks`` (a document, the first
+    turn of its conversation — the same for every later turn);
+    the router walks the ring clockwise from the key and takes the first replica whose outstanding
+    count is below ⌈load_bound × (total outstanding + 1) / replicas⌉ (Mirrokni et al., "Consistent
+    hashing with bounded loads"), so requests sharing a prefix meet the same KV cache until that
+    replica is loaded. A request with no shared prefix there goes to the least-outstanding replica.
+    NOTE: a fixed-length key is the price of hashing (a prefix tree of what was routed where would
+    match longer prefixes, as SGLang's cache-aware router does).
+    """
+
+    def __init__(self, states: Sequence[ReplicaState], prefix_blocks: int = 4,
+                 load_bound: float = 1.25, virtual_nodes: int = 64, prefix_skip_blocks: int = 0,
+                 **_: Any) -> None:
+        self.k = prefix_blocks
+        self.skip = prefix_skip_blocks
+        self.c = load_bound
+        ring = sorted((mix64((s.id << 16) ^ v), s.id) for s in states for v in range(virtual_nodes))
+        self.points = [p for p, _ in ring]
+        self.owners = [o for _, o in ring]
+        self.fallback = LeastOutstanding()
+
+    def key(self, req: Request) -> int | None:
+        h = req.prefix_hashes[self.skip: self.skip + self.k]
+        if not h:
+            return None
+        x = 0
+        for b in h:
+            x = mix64(x ^ (b & _MASK))
+        return x
+
+    def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
+        key = self.key(req)
+        if key is None or len(cands) == 1:
+            return self.fallback.choose(req, cands)
+        by_id = {s.id: s for s in cands}
+        total = sum(s.outstanding for s in cands)
+        cap = math.ceil(self.c * (total + 1) / len(cands))
+        n = len(self.points)
+        start = bisect.bisect_left(self.points, key)
+        owners = self.owners
+        for k in range(n):
+            s = by_id.get(owners[(start + k) % n])
+            if s is not None and s.outstanding < cap:
+                return s
+        return self.fallback.choose(req, cands)
+
+
+ROUTERS: dict[str, type[RoundRobin] | type[Random] | type[PowerOfTwo] | type[LeastOutstanding]
+              | type[LeastKv] | type[PrefixAffinity]] = {
     "round_robin": RoundRobin,
+    "random": Random,
+    "power_of_two": PowerOfTwo,
     "least_outstanding": LeastOutstanding,
+    "least_kv": LeastKv,
+    "prefix_affinity": PrefixAffinity,
 }
+"""Policy name (``fleet.router.kind``) → class."""
+
+
+@dataclass(eq=False)
+class Group:
+    """Replicas the router balances over with one policy (a pool, or a served model's pools)."""
+
+    key: str
+    served: str
+    region: str
+    """Region of its replicas ("*" for a cross-region group)."""
+    states: list[ReplicaState]
+    policy: Policy
+    queue: Any = None
+    """Requests held while every replica is saturated (a gateway FairQueue)."""
+    pinned: dict[str, frozenset[int]] = field(default_factory=dict)
+    """Tenant → replica ids holding its adapter."""
+    draining: bool = False
+    """Re-entrancy guard of the fleet's queue drain."""
+    siblings: list[Group] = field(default_factory=list)
+    """Other groups of the same served model: when this one has room and its own queue is empty,
+    it takes their held requests (spill-over from the queue)."""
+
+    def candidates(self, tenant: str, now: float) -> list[ReplicaState]:
+        """Replicas the router may send ``tenant``'s request to now (not counting saturation)."""
+        pin = self.pinned.get(tenant) if self.pinned else None
+        return [s for s in self.states
+                if s.healthy and not s.draining and now >= s.ejected_until
+                and (pin is None or s.id in pin)
+                and (s.replica.pool.tenants is None or tenant in s.replica.pool.tenants)]
+
+
+def waiting_per_replica(cands: Sequence[ReplicaState]) -> float:
+    return sum(s.num_waiting for s in cands) / len(cands) if cands else math.inf

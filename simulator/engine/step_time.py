@@ -1,30 +1,53 @@
 """How long one engine step takes on a GPU: a roofline model of a vLLM forward pass.
 
 What this models: one step of a tensor-parallel replica running the scheduler's batch (a mix of
-prefill chunks and decodes, like vLLM v1's single flattened batch). Per TP rank:
+prefill chunks and decodes, like vLLM v1's single flattened batch). Per TP rank, kernels of a step run
+back to back, so their times add:
 
-- linear layers (QKV, O, MLP or the touched MoE experts) as GEMMs with M = scheduled tokens:
-  time = max(FLOPs / (peak × eff(M)), weight bytes / (HBM × weight_bw_efficiency)),
-  eff(M) = gemm_efficiency × M / (M + gemm_m_half) — skinny GEMMs waste the tensor cores;
-- the LM head on the sampled rows only (one per sequence), its own roofline;
-- attention: prefill chunks by causal FLOPs (4·d per query–key pair per head) over the tokens
-  already in the cache plus the chunk; decodes by the KV bytes they read (paged, bandwidth-bound);
-- tensor-parallel all-reduces: two per layer, ring cost latency + 2(tp−1)/tp × bytes / link;
+- dense linear layers (QKV, O, MLP gate-up and down; for MoE models QKV, O, the router and any
+  shared experts) as GEMMs with M = scheduled tokens, one roofline per weight dtype:
+  time = max(FLOPs / (peak × eff(M)), weight bytes / (HBM × weight_bw_efficiency)) + per-kernel
+  latency, with eff(M) = gemm_efficiency[dtype] × M / (M + gemm_m_half) — skinny GEMMs waste the
+  tensor cores. FP8 weights use the FP8 peak and ``gemm_efficiency_fp8``; int4/fp4 weight-only
+  kernels dequantise, so they use the BF16 peak and ``gemm_efficiency`` with their smaller bytes;
+- MoE expert layers as one fused kernel per layer: a batch of T tokens touches E·(1 − (1 − k/E)^T)
+  distinct experts in expectation (uniform routing), whose weights are streamed once; its FLOPs run
+  at ``moe_efficiency`` (``moe_efficiency_fp8`` for FP8 experts) with the same small-M law at
+  M = tokens per touched expert, its bytes at ``moe_bw_efficiency`` (``…_fp8``);
+- the LM head (bf16, vocab-parallel) on the sampled rows only (one per sequence), its own roofline;
+- attention, one kernel call per layer: prefill chunks by causal FLOPs (4·head_dim per query–key pair
+  per head) over the tokens already in the cache plus the chunk, at ``attn_efficiency`` scaled by
+  K / (K + attn_kv_half) where K is the mean number of keys per prefill query; decodes by the paged KV
+  bytes they read (bandwidth-bound, efficiency per KV dtype); plus a latency per call and a small
+  cost per sequence per layer;
+- tensor-parallel all-reduces: two per layer, latency + 2(tp−1)/tp × bytes / (link × efficiency);
+- the other per-layer kernels (fused add + RMSNorm ×2, rotary, activation, KV-cache write): a fixed
+  time per layer plus their activation bytes at HBM speed;
 - CPU-side overhead per step, per sequence and per token (scheduling, input preparation, sampling).
 
-The efficiencies and overheads are data (``Calibration``), fitted per GPU by ``simulator.calibrate``.
-Kernels of a step run back to back, so their times add. Leaves out: pipeline parallelism, expert
-parallelism (TP shards experts), overlap of communication with compute, speculative decoding,
-CUDA-graph padding of the decode batch, and GPU clock throttling (absorbed by the fitted efficiencies).
+Every physical count (FLOPs, weight, KV and activation bytes, kernel and all-reduce counts) comes from
+the model's architecture; the efficiencies, latencies and overheads are data (``Calibration``), fitted
+per GPU by :mod:`simulator.calibrate.fit` with the same kernel formulas (the ``*_seconds`` functions
+below). Leaves out: pipeline parallelism, expert parallelism (TP shards experts), overlap of
+communication with compute, speculative decoding, CUDA-graph padding of the decode batch, routing
+skew between experts, and GPU clock throttling (absorbed by the fitted efficiencies).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
+
+import numpy as np
 
 from simulator.engine.scheduler import StepPlan
 from simulator.profiles import BYTES_PER_PARAM, Calibration, GpuProfile, ModelProfile
+
+#: A float or a numpy array of floats: every formula below works elementwise on both, so the
+#: simulator calls it with scalars per step and the fitter with arrays of many steps at once.
+Num: TypeAlias = "float | np.ndarray"
+
+US = 1e-6
 
 
 class StepTimeModel(Protocol):
@@ -40,14 +63,146 @@ class StepBreakdown:
     """Seconds per component of one step (for tests, reports and calibration)."""
 
     gemm: float
+    """Linear layers: dense GEMMs and MoE expert layers."""
     lm_head: float
+    """LM head on the sampled rows."""
     attention: float
+    """Prefill and decode attention."""
     allreduce: float
+    """Tensor-parallel all-reduces."""
     overhead: float
+    """CPU-side cost (per step, per sequence, per token)."""
+    other: float = 0.0
+    """Other per-layer GPU kernels: norms, rotary, activation, KV-cache writes."""
 
     @property
     def total(self) -> float:
-        return self.gemm + self.lm_head + self.attention + self.allreduce + self.overhead
+        return self.gemm + self.lm_head + self.attention + self.allreduce + self.overhead + self.other
+
+
+@dataclass(frozen=True)
+class StepFeatures:
+    """What the step-time model needs to know about a step, independent of the calibration.
+
+    Fields are floats (one step) or numpy arrays of equal shape (many steps, for fitting).
+    """
+
+    num_tokens: float | np.ndarray
+    """Scheduled tokens (GEMM M)."""
+    num_seqs: float | np.ndarray
+    """Scheduled sequences (rows sampled by the LM head)."""
+    num_decodes: float | np.ndarray
+    """Sequences with one new token."""
+    decode_pairs: float | np.ndarray
+    """Query–key pairs of the decodes: Σ (context + 1)."""
+    prefill_tokens: float | np.ndarray
+    """New tokens of the multi-token entries."""
+    prefill_pairs: float | np.ndarray
+    """Causal query–key pairs of the multi-token entries: Σ n·(context + (n + 1)/2)."""
+    prefill_kv_tokens: float | np.ndarray
+    """KV tokens the multi-token entries touch: Σ (context + n)."""
+    steps: float | np.ndarray = 1.0
+    """Steps this row stands for: >1 only for runs of decode-only steps of equal shape (same
+    tokens and sequences), whose ``decode_pairs`` are then summed — every term is either the same
+    each step or linear in the pairs, so the row's time is exactly the run's total."""
+
+    @classmethod
+    def from_totals(cls, num_tokens: int, num_seqs: int, decode_ctx: int,
+                    prefill: list[tuple[int, int]]) -> StepFeatures:
+        """From the step's totals: summed decode context and (new tokens, context) per prefill."""
+        n_pre = len(prefill)
+        n_dec = num_seqs - n_pre
+        p_tok = 0
+        p_pairs = 0.0
+        p_kv = 0
+        for n, ctx in prefill:
+            p_tok += n
+            p_pairs += n * (ctx + (n + 1) / 2.0)
+            p_kv += ctx + n
+        return cls(float(num_tokens), float(num_seqs), float(n_dec),
+                   float(decode_ctx + n_dec) if n_dec > 0 else 0.0, float(p_tok), p_pairs,
+                   float(p_kv))
+
+    @classmethod
+    def from_plan(cls, plan: StepPlan) -> StepFeatures:
+        decode_ctx = 0
+        prefill: list[tuple[int, int]] = []
+        for n, ctx in zip(plan.num_new_tokens, plan.context_lens, strict=True):
+            if n == 1:
+                decode_ctx += ctx
+            else:
+                prefill.append((n, ctx))
+        return cls.from_totals(plan.num_tokens, plan.num_seqs, decode_ctx, prefill)
+
+
+def _max(a: Num, b: Num) -> Num:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.maximum(a, b)
+    return a if a >= b else b
+
+
+def _pos(x: Num) -> Num:
+    """x where x > 0, else a tiny positive number (keeps the small-M law finite at M = 0)."""
+    if isinstance(x, np.ndarray):
+        return np.maximum(x, 1e-9)
+    return x if x > 1e-9 else 1e-9
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel formulas (shared by the step model and the fitter)
+# --------------------------------------------------------------------------------------------
+
+
+def gemm_seconds(m: Num, flops: Num, weight_bytes: Num, *, peak_flops: Num, efficiency: Num,
+                 m_half: float, hbm_bps: float, bw_efficiency: Num, latency_s: float,
+                 kernels: float = 1.0) -> Num:
+    """Roofline of ``kernels`` GEMMs with M = ``m`` rows, ``flops`` FLOPs and ``weight_bytes`` of
+    weights in total: max(compute at eff(M), weight streaming) + kernels × latency."""
+    mm = _pos(m)
+    eff = efficiency * mm / (mm + m_half)
+    return _max(flops / (peak_flops * eff), weight_bytes / (hbm_bps * bw_efficiency)) \
+        + kernels * latency_s
+
+
+def prefill_attention_seconds(pairs: Num, tokens: Num, kv_tokens: Num, *, flops_per_pair: Num,
+                              kv_bytes_per_token: Num, peak_flops: float, efficiency: float,
+                              kv_half: float, hbm_bps: float, kv_bw_efficiency: Num) -> Num:
+    """Causal (flash) attention of prefill chunks, excluding the per-call latency.
+
+    ``pairs`` query–key pairs, ``tokens`` queries, ``kv_tokens`` cached + new keys read. Efficiency
+    grows with the mean keys per query K = pairs / tokens as K / (K + kv_half)."""
+    keys = pairs / _pos(tokens)
+    eff = efficiency * keys / (keys + kv_half) if kv_half > 0 else efficiency
+    eff = _pos(eff)
+    return _max(pairs * flops_per_pair / (peak_flops * eff),
+                kv_tokens * kv_bytes_per_token / (hbm_bps * kv_bw_efficiency))
+
+
+def decode_attention_seconds(pairs: Num, *, flops_per_pair: Num, kv_bytes_per_token: Num,
+                             peak_flops: float, efficiency: float, hbm_bps: float,
+                             kv_bw_efficiency: Num) -> Num:
+    """Paged decode attention reading ``pairs`` KV tokens, excluding the per-call latency."""
+    return _max(pairs * flops_per_pair / (peak_flops * efficiency),
+                pairs * kv_bytes_per_token / (hbm_bps * kv_bw_efficiency))
+
+
+def allreduce_seconds(message_bytes: Num, tp: int, *, link_bps: float, latency_s: float,
+                      bw_efficiency: float) -> Num:
+    """One ring all-reduce of ``message_bytes`` over ``tp`` GPUs (zero when tp = 1)."""
+    if tp <= 1:
+        return message_bytes * 0.0
+    return latency_s + 2.0 * (tp - 1) / tp * message_bytes / (link_bps * bw_efficiency)
+
+
+def touched_experts(num_experts: Num, top_k: Num, num_tokens: Num) -> Num:
+    """Expected distinct experts a batch of ``num_tokens`` tokens routes to (uniform routing):
+    E·(1 − (1 − k/E)^T) — k at T = 1, approaching E for large T."""
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** num_tokens)
+
+
+# --------------------------------------------------------------------------------------------
+# The step model
+# --------------------------------------------------------------------------------------------
 
 
 class RooflineStepTime:
@@ -58,59 +213,147 @@ class RooflineStepTime:
         self.model = model
         self.gpu = gpu
         self.tp = tp
+        self.weight_dtype = weight_dtype
+        self.kv_dtype = kv_dtype
         self.cal = c = calibration
         wb = BYTES_PER_PARAM[weight_dtype]
         m = model
         L = m.num_layers
+        h = m.hidden_size
+        self.num_layers = L
+        self.num_experts = m.num_experts
+        self.top_k = m.num_experts_per_token
+        self.shared_experts = m.num_shared_experts
+        self.is_moe = m.is_moe
+        # Scale architecture bytes so that all weights together match the published total
+        # (biases, norms and other small terms the architecture formula leaves out).
+        self._param_scale = (m.total_params_b * 1e9) / m.derived_total_params()
         # ---- linear layers, per rank -----------------------------------------------------
-        embed_one = m.vocab_size * m.hidden_size
         # Active linear params per token, from the architecture (attention, router, top-k and
         # shared experts; the embedding lookup is free and the LM head is costed separately).
         # NOTE: published "active" counts disagree on whether they include embeddings.
         active_linear = float(m.derived_active_params() - m.embedding_params)
         self.linear_flops_per_token = 2.0 * active_linear / tp
-        self.dense_linear_bytes = (L * m.attn_params_per_layer + L * m.router_params_per_layer)
-        self.dense_linear_bytes *= wb / tp
-        self.expert_bytes = m.expert_params * wb / tp  # one expert, one layer, one rank
-        self.num_layers = L
-        self.num_experts = m.num_experts
-        self.top_k = m.num_experts_per_token
-        self.shared_experts = m.num_shared_experts
-        # Scale architecture bytes so that all weights together match the published total
-        # (biases, norms and other small terms the architecture formula leaves out).
-        self._param_scale = (m.total_params_b * 1e9) / m.derived_total_params()
-        self.peak_flops = gpu.peak_tflops(weight_dtype) * 1e12
+        dense_mlps = self.shared_experts + (0 if self.is_moe else 1)
+        dense_params = L * (m.attn_params_per_layer + m.router_params_per_layer
+                            + dense_mlps * m.expert_params)
+        self.dense_flops_per_token = 2.0 * dense_params / tp
+        self.dense_bytes = dense_params * wb / tp * self._param_scale
+        self.expert_flops_per_token = (2.0 * L * self.top_k * m.expert_params / tp
+                                       if self.is_moe else 0.0)
+        self.expert_bytes = m.expert_params * wb / tp * self._param_scale  # one expert, layer, rank
+        # Kernels per step: QKV + O, the router, gate-up + down per dense MLP.
+        self.dense_gemm_kernels = L * (2 + (1 if self.is_moe else 0) + 2 * dense_mlps)
+        if weight_dtype == "fp8" and gpu.fp8_tflops:
+            self.peak_flops, self.gemm_eff = gpu.fp8_tflops * 1e12, c.gemm_efficiency_fp8
+            self.moe_eff, self.moe_bw = c.moe_efficiency_fp8, c.moe_bw_efficiency_fp8
+        else:
+            self.peak_flops, self.gemm_eff = gpu.peak_tflops(weight_dtype) * 1e12, c.gemm_efficiency
+            self.moe_eff, self.moe_bw = c.moe_efficiency, c.moe_bw_efficiency
         self.bf16_flops = gpu.bf16_tflops * 1e12
         self.hbm = gpu.mem_bandwidth_gbps * 1e9
         # ---- LM head (bf16, vocab-parallel) ---------------------------------------------------
+        embed_one = m.vocab_size * h
         self.lm_head_flops_per_seq = 2.0 * embed_one / tp
         self.lm_head_bytes = embed_one * BYTES_PER_PARAM["bf16"] / tp
         # ---- attention ---------------------------------------------------------------------------
         q_heads = max(1, m.num_attention_heads // tp)
         self.attn_flops_per_pair = 4.0 * L * q_heads * m.head_dim  # QK^T + PV, 2 FLOP per MAC
         self.kv_bytes_per_token = m.kv_bytes_per_token(kv_dtype, tp)
+        self.kv_eff = c.kv_bw_efficiency_fp8 if kv_dtype == "fp8" else c.kv_bw_efficiency
         # ---- tensor-parallel all-reduce -----------------------------------------------------------
-        self.ar_bytes_per_token = m.hidden_size * BYTES_PER_PARAM["bf16"]
+        self.ar_bytes_per_token = h * BYTES_PER_PARAM["bf16"]
         self.ar_count = 2 * L if tp > 1 else 0
-        self.ar_factor = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
         self.link = gpu.link_bandwidth_gbps * 1e9
-        self._eff_hbm_w = self.hbm * c.weight_bw_efficiency
-        self._eff_hbm_kv = self.hbm * c.kv_bw_efficiency
+        # ---- other per-layer kernels: activation bytes per token (bf16), all layers, one rank.
+        # Two fused add+RMSNorm (read x and residual, write both: 4h each), rotary on q and k in
+        # place, SiLU-and-mul (read 2I, write I), KV-cache write (read k, v; write the cache).
+        q_dim = q_heads * m.head_dim
+        kv_dim = m.kv_heads_per_rank(tp) * m.head_dim
+        inter = (m.intermediate_size * (self.top_k if self.is_moe else 1)
+                 + m.intermediate_size * self.shared_experts) / tp
+        elems = 8 * h + 2 * (q_dim + kv_dim) + 3 * inter + 2 * kv_dim
+        self.act_bytes_per_token = L * elems * BYTES_PER_PARAM["bf16"] + self.kv_bytes_per_token
 
     # --------------------------------------------------------------------------------------------
-    def mlp_weight_bytes(self, num_tokens: int) -> float:
-        """Weight bytes of the MLPs read by a step of ``num_tokens`` tokens (all layers, one rank).
+    def touched(self, num_tokens: Num) -> Num:
+        """Distinct routed experts per MoE layer a step of ``num_tokens`` tokens streams."""
+        if not self.is_moe:
+            return num_tokens * 0.0
+        return touched_experts(self.num_experts, self.top_k, num_tokens)
 
-        NOTE: for MoE, a batch of T tokens touches E × (1 − (1 − k/E)^T) distinct experts per layer
-        in expectation (uniform routing); only those experts' weights are streamed.
-        """
-        if self.num_experts > 1:
-            e, k = self.num_experts, self.top_k
-            touched = e * (1.0 - (1.0 - k / e) ** num_tokens)
-            touched += self.shared_experts
-        else:
-            touched = 1.0 + self.shared_experts
-        return self.num_layers * touched * self.expert_bytes * self._param_scale
+    def mlp_weight_bytes(self, num_tokens: int) -> float:
+        """Weight bytes of the MLPs read by a step of ``num_tokens`` tokens (all layers, one rank):
+        the dense MLP, or the touched routed experts plus the shared ones."""
+        per_layer = (self.shared_experts + (0 if self.is_moe else 1)
+                     + float(self.touched(float(num_tokens))))
+        return self.num_layers * per_layer * self.expert_bytes
+
+    def weight_bytes_per_step(self, num_tokens: int) -> float:
+        """Weight bytes one step streams on one rank: dense layers, touched experts, LM head."""
+        routed = self.num_layers * float(self.touched(float(num_tokens))) * self.expert_bytes
+        return self.dense_bytes + routed + self.lm_head_bytes
+
+    def linear_flops(self, num_tokens: int) -> float:
+        """FLOPs of the linear layers (excluding the LM head) for ``num_tokens`` tokens, one rank."""
+        return self.linear_flops_per_token * num_tokens
+
+    # --------------------------------------------------------------------------------------------
+    def components(self, f: StepFeatures) -> tuple[Num, Num, Num, Num, Num, Num]:
+        """(gemm, lm_head, attention, allreduce, overhead, other) seconds for ``f`` — floats for one
+        step, arrays for many. The single implementation of the physics."""
+        c = self.cal
+        T = f.num_tokens
+        S = f.num_seqs
+        n = f.steps
+        L = self.num_layers
+        # Dense linear layers.
+        t_gemm = gemm_seconds(T, self.dense_flops_per_token * T, self.dense_bytes,
+                              peak_flops=self.peak_flops, efficiency=self.gemm_eff,
+                              m_half=c.gemm_m_half, hbm_bps=self.hbm,
+                              bw_efficiency=c.weight_bw_efficiency,
+                              latency_s=c.gemm_latency_us * US, kernels=self.dense_gemm_kernels)
+        # MoE expert layers.
+        if self.is_moe:
+            touched = self.touched(T)
+            per_expert = self.top_k * T / _pos(touched)
+            t_gemm = t_gemm + gemm_seconds(
+                per_expert, self.expert_flops_per_token * T, L * touched * self.expert_bytes,
+                peak_flops=self.peak_flops, efficiency=self.moe_eff, m_half=c.gemm_m_half,
+                hbm_bps=self.hbm, bw_efficiency=self.moe_bw,
+                latency_s=c.moe_latency_us * US, kernels=L)
+        # LM head on the sampled rows.
+        t_lm = gemm_seconds(S, self.lm_head_flops_per_seq * S, self.lm_head_bytes,
+                            peak_flops=self.bf16_flops, efficiency=c.gemm_efficiency,
+                            m_half=c.gemm_m_half, hbm_bps=self.hbm,
+                            bw_efficiency=c.weight_bw_efficiency, latency_s=c.gemm_latency_us * US)
+        # Attention: one kernel per layer for the whole mixed batch.
+        t_dec = decode_attention_seconds(
+            f.decode_pairs, flops_per_pair=self.attn_flops_per_pair,
+            kv_bytes_per_token=self.kv_bytes_per_token, peak_flops=self.bf16_flops,
+            efficiency=c.attn_efficiency, hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
+        t_pre = prefill_attention_seconds(
+            f.prefill_pairs, f.prefill_tokens, f.prefill_kv_tokens,
+            flops_per_pair=self.attn_flops_per_pair, kv_bytes_per_token=self.kv_bytes_per_token,
+            peak_flops=self.bf16_flops, efficiency=c.attn_efficiency, kv_half=c.attn_kv_half,
+            hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
+        t_att = t_dec + t_pre + n * L * (c.attn_latency_us + c.attn_per_seq_us * S) * US
+        # All-reduce.
+        t_ar = self.ar_count * allreduce_seconds(
+            T * self.ar_bytes_per_token, self.tp, link_bps=self.link,
+            latency_s=c.allreduce_latency_us * US, bw_efficiency=c.allreduce_bw_efficiency)
+        # Other per-layer kernels.
+        t_other = L * c.layer_overhead_us * US + T * self.act_bytes_per_token / (
+            self.hbm * c.weight_bw_efficiency)
+        # CPU-side overhead.
+        t_over = (c.step_overhead_us + c.per_seq_overhead_us * S
+                  + c.per_token_overhead_us * T) * US
+        return n * t_gemm, n * t_lm, t_att, n * t_ar, n * t_over, n * t_other
+
+    def total(self, f: StepFeatures) -> Num:
+        """Step seconds for ``f`` (array in, array out)."""
+        g, lm, a, ar, o, x = self.components(f)
+        return g + lm + a + ar + o + x
 
     def breakdown_totals(self, num_tokens: int, num_seqs: int, decode_ctx: int,
                          prefill: list[tuple[int, int]]) -> StepBreakdown:
@@ -119,49 +362,19 @@ class RooflineStepTime:
         ``decode_ctx`` is the summed context of the one-token entries; ``prefill`` lists
         (new tokens, context before) of the multi-token entries.
         """
-        c = self.cal
         if num_tokens <= 0:
-            return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0)
-        # Linear layers.
-        eff = c.gemm_efficiency * num_tokens / (num_tokens + c.gemm_m_half)
-        t_compute = self.linear_flops_per_token * num_tokens / (self.peak_flops * eff)
-        w_bytes = self.dense_linear_bytes * self._param_scale + self.mlp_weight_bytes(num_tokens)
-        t_gemm = max(t_compute, w_bytes / self._eff_hbm_w)
-        # LM head on sampled rows.
-        eff_lm = c.gemm_efficiency * num_seqs / (num_seqs + c.gemm_m_half)
-        t_lm = max(self.lm_head_flops_per_seq * num_seqs / (self.bf16_flops * eff_lm),
-                   self.lm_head_bytes / self._eff_hbm_w)
-        # Attention.
-        pairs = float(decode_ctx + num_seqs - len(prefill)) if num_seqs > len(prefill) else 0.0
-        p_pairs = 0.0
-        p_kv_tokens = 0
-        for n, ctx in prefill:
-            p_pairs += n * (ctx + (n + 1) / 2.0)
-            p_kv_tokens += ctx + n
-        t_dec = max(pairs * self.attn_flops_per_pair / (self.bf16_flops * c.attn_efficiency),
-                    pairs * self.kv_bytes_per_token / self._eff_hbm_kv)
-        t_pre = max(p_pairs * self.attn_flops_per_pair / (self.bf16_flops * c.attn_efficiency),
-                    p_kv_tokens * self.kv_bytes_per_token / self._eff_hbm_kv)
-        # All-reduce.
-        t_ar = 0.0
-        if self.ar_count:
-            msg = num_tokens * self.ar_bytes_per_token
-            per = c.allreduce_latency_us * 1e-6 + self.ar_factor * msg / (
-                self.link * c.allreduce_bw_efficiency)
-            t_ar = self.ar_count * per
-        t_over = (c.step_overhead_us + c.per_seq_overhead_us * num_seqs
-                  + c.per_token_overhead_us * num_tokens) * 1e-6
-        return StepBreakdown(t_gemm, t_lm, t_dec + t_pre, t_ar, t_over)
+            return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        f = StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill)
+        g, lm, a, ar, o, x = self.components(f)
+        return StepBreakdown(float(g), float(lm), float(a), float(ar), float(o), float(x))
 
     def breakdown(self, plan: StepPlan) -> StepBreakdown:
-        decode_ctx = 0
-        prefill: list[tuple[int, int]] = []
-        for n, ctx in zip(plan.num_new_tokens, plan.context_lens, strict=True):
-            if n == 1:
-                decode_ctx += ctx
-            else:
-                prefill.append((n, ctx))
-        return self.breakdown_totals(plan.num_tokens, plan.num_seqs, decode_ctx, prefill)
+        if plan.num_tokens <= 0:
+            return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        g, lm, a, ar, o, x = self.components(StepFeatures.from_plan(plan))
+        return StepBreakdown(float(g), float(lm), float(a), float(ar), float(o), float(x))
 
     def predict(self, plan: StepPlan) -> float:
-        return self.breakdown(plan).total
+        if plan.num_tokens <= 0:
+            return 0.0
+        return float(self.total(StepFeatures.from_plan(plan)))

@@ -1,0 +1,170 @@
+"""Plots for reports and notebooks: a DataFrame in, a matplotlib ``Figure`` out.
+
+Every function builds a ``matplotlib.figure.Figure`` on an Agg canvas directly — no pyplot state,
+no global backend switch — so they work headless, in worker processes and in notebooks alike (a
+notebook displays the returned figure); :func:`to_png_base64` turns one into the text of a
+self-contained ``<img>``. Inputs are the frames a run, a sweep or a plan produces
+(``Results.requests``, :func:`simulator.sweep.load_results`, :func:`simulator.cost.cost_timeseries`,
+the planner's candidates table).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _fig(w: float = 7.5, h: float = 3.2, ncols: int = 1) -> tuple[Figure, list]:
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    return fig, axes
+
+
+def to_png_base64(fig: Figure, dpi: int = 100) -> str:
+    """The figure as base64-encoded PNG (for ``<img src="data:image/png;base64,…">``)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def latency_cdf(requests: pd.DataFrame, targets_ms: dict[str, float] | None = None) -> Figure:
+    """Empirical CDFs of TTFT, TPOT and E2E (ms) over completed requests; SLO targets as lines
+    (``targets_ms`` keyed like ``ttft_p90_ms``)."""
+    fig, axes = _fig(10, 3.0, 3)
+    done = requests[requests["outcome"].astype(str) == "completed"] if len(requests) else requests
+    for ax, (col, label) in zip(axes, (("ttft_s", "TTFT (ms)"), ("tpot_s", "TPOT (ms)"),
+                                       ("e2e_s", "E2E (ms)")), strict=True):
+        v = np.sort(done[col].dropna().to_numpy(float) * 1000.0) if col in done else np.array([])
+        if v.size:
+            ax.plot(v, np.arange(1, v.size + 1) / v.size, color=COLORS[0])
+            if v.min() > 0 and v.max() / v.min() > 50:
+                ax.set_xscale("log")
+        metric = col.split("_")[0]
+        for name, ms in (targets_ms or {}).items():
+            if name.startswith(metric + "_"):
+                pct = int(name.split("_p")[1].split("_")[0])
+                ax.axvline(ms, color=COLORS[1], ls="--", lw=1)
+                ax.axhline(pct / 100.0, color=COLORS[1], ls=":", lw=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylim(0, 1.01)
+    axes[0].set_ylabel("fraction of requests")
+    fig.suptitle("latency CDFs (completed requests; dashed: SLO targets)", fontsize=10)
+    return fig
+
+
+def latency_vs_load(df: pd.DataFrame, x: str, series: str | None = None,
+                    x_label: str | None = None) -> Figure:
+    """TTFT p50/p90 and TPOT p90 (ms) against ``x`` (e.g. ``param.workload.arrival.rate``), one
+    line per value of ``series``. ``df``: a sweep's results (one row per run)."""
+    fig, axes = _fig(10, 3.2, 2)
+    ok = df[df.get("status", "ok") == "ok"] if "status" in df else df
+    groups: list[tuple[Any, Any]] = (
+        [(k, g) for k, g in ok.groupby(series, sort=True)] if series and series in ok
+        else [("", ok)])
+    for i, (name, g) in enumerate(groups):
+        agg = g.groupby(x, sort=True)[["ttft_ms.p50", "ttft_ms.p90", "tpot_ms.p90"]].mean()
+        c = COLORS[i % len(COLORS)]
+        lab = f"{series.removeprefix('param.')}={name}" if series else ""
+        axes[0].plot(agg.index, agg["ttft_ms.p90"], "o-", color=c, label=f"p90 {lab}".strip())
+        axes[0].plot(agg.index, agg["ttft_ms.p50"], "o--", color=c, alpha=0.6,
+                     label=f"p50 {lab}".strip())
+        axes[1].plot(agg.index, agg["tpot_ms.p90"], "o-", color=c, label=f"p90 {lab}".strip())
+    axes[0].set_ylabel("TTFT (ms)")
+    axes[1].set_ylabel("TPOT (ms)")
+    for ax in axes:
+        ax.set_xlabel(x_label or x.removeprefix("param."))
+        ax.legend(fontsize=7)
+    ttft = ok["ttft_ms.p90"].dropna() if "ttft_ms.p90" in ok else pd.Series(dtype=float)
+    if len(ttft) and ttft.min() > 0 and ttft.max() / ttft.min() > 50:
+        axes[0].set_yscale("log")
+    return fig
+
+
+def cost_over_time(ts: pd.DataFrame) -> Figure:
+    """GPUs held and spend rate ($/h) over time, cumulative spend on the right axis.
+    ``ts``: :func:`simulator.cost.cost_timeseries`."""
+    fig, axes = _fig(10, 3.0, 2)
+    axes[0].step(ts["time_s"], ts["gpus"], where="post", color=COLORS[0])
+    axes[0].set_ylabel("GPUs held")
+    axes[0].set_ylim(bottom=0)
+    axes[1].step(ts["time_s"], ts["usd_per_hour"], where="post", color=COLORS[2], label="$/h")
+    axes[1].set_ylabel("$ per hour")
+    axes[1].set_ylim(bottom=0)
+    right = axes[1].twinx()
+    right.plot(ts["time_s"], ts["cumulative_usd"], color=COLORS[3], label="cumulative $")
+    right.set_ylabel("cumulative $")
+    for ax in axes:
+        ax.set_xlabel("simulated time (s)")
+    return fig
+
+
+def cost_breakdown(df: pd.DataFrame) -> Figure:
+    """Horizontal bars of dollars per item. ``df``: columns ``item``, ``usd``."""
+    fig, axes = _fig(7.5, 0.6 + 0.45 * max(len(df), 1))
+    ax = axes[0]
+    ax.barh(df["item"].astype(str), df["usd"].astype(float), color=COLORS[: len(df)] or COLORS[0])
+    ax.set_xlabel("$ over the simulated time")
+    ax.invert_yaxis()
+    return fig
+
+
+def slo_attainment(df: pd.DataFrame) -> Figure:
+    """Attainment per (tenant, target) against the required fraction.
+    ``df``: columns ``tenant``, ``target``, ``attainment``, ``required``."""
+    fig, axes = _fig(7.5, 0.8 + 0.4 * max(len(df), 1))
+    ax = axes[0]
+    labels = [f"{t} · {n}" for t, n in zip(df["tenant"], df["target"], strict=True)]
+    att = df["attainment"].astype(float).fillna(0.0).to_numpy()
+    req = df["required"].astype(float).to_numpy()
+    colors = [COLORS[2] if a >= r - 1e-12 else COLORS[1] for a, r in zip(att, req, strict=True)]
+    y = np.arange(len(df))
+    ax.barh(y, att, color=colors)
+    ax.scatter(req, y, marker="|", s=300, color="black", zorder=3)
+    ax.set_yticks(y, labels)
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("fraction of requests within the target (black tick: required; green: met)")
+    ax.invert_yaxis()
+    return fig
+
+
+def pareto_figure(df: pd.DataFrame, metric: str = "ttft_ms.p90") -> Figure:
+    """Spend rate vs ``metric`` for every simulated plan candidate, by GPU; filled markers meet the
+    SLO, the line joins the Pareto frontier, the star is the cheapest configuration meeting it."""
+    fig, axes = _fig(7.5, 4.0)
+    ax = axes[0]
+    sim = df[df["status"] == "simulated"] if len(df) else df
+    if len(sim) and metric in sim:
+        for i, (gpu, g) in enumerate(sim.groupby("gpu", sort=True)):
+            c = COLORS[i % len(COLORS)]
+            met = g["met"].fillna(False).astype(bool)
+            ax.scatter(g.loc[met, "usd_per_hour"], g.loc[met, metric], color=c, label=f"{gpu}")
+            ax.scatter(g.loc[~met, "usd_per_hour"], g.loc[~met, metric], facecolors="none",
+                       edgecolors=c)
+        if "pareto" in sim:
+            front = sim[sim["pareto"].astype(bool)].sort_values("usd_per_hour")
+            ax.plot(front["usd_per_hour"], front[metric], "-", color="black", lw=1,
+                    label="Pareto frontier")
+        ok = sim[sim["met"].fillna(False).astype(bool)]
+        if len(ok):
+            b = ok.sort_values(["usd_per_hour", metric]).iloc[0]
+            ax.scatter([b["usd_per_hour"]], [b[metric]], marker="*", s=250, color="gold",
+                       edgecolors="black", zorder=4, label="cheapest meeting SLO")
+        v = sim[metric].dropna()
+        if len(v) and v.min() > 0 and v.max() / v.min() > 10:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("$ per hour")
+    ax.set_ylabel(metric)
+    ax.set_title("cost vs latency (hollow: misses the SLO)", fontsize=10)
+    return fig

@@ -1,0 +1,274 @@
+"""The calibration fit: reproducible, physical, recorded with its residuals, used by simulate().
+
+Tests that refit need the shared data (``$SERVESIM_DATA_DIR`` or ``../shared/data``) and skip with
+the reason when it is absent; the full refit of every GPU runs once per session (~15 s).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from simulator.calibrate import datasets as ds
+from simulator.calibrate import fit
+from simulator.config import scenario_from_dict
+from simulator.engine.kv_cache import KVCacheManager
+from simulator.engine.request import Request
+from simulator.engine.scheduler import Scheduler, SchedulerConfig
+from simulator.engine.step_time import RooflineStepTime
+from simulator.profiles import (
+    Calibration,
+    CalibrationProfile,
+    find_calibration,
+    list_calibrations,
+    load_gpu,
+    load_model,
+)
+from simulator.run import simulate
+
+ROOT = ds.shared_data_root()
+CAL_DIR = fit.calibration_dir()
+EFFICIENCIES = [k for k in Calibration.model_fields if "efficiency" in k]
+
+
+def need(*parts: str) -> Path:
+    p = ROOT.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not found: {p} (set {ds.ENV_VAR} to the shared data root)")
+    return p
+
+
+@pytest.fixture(scope="module")
+def refit() -> dict[str, CalibrationProfile]:
+    need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
+    need("calibration", "llm-inference-bench", "Plots", "All_results.csv")
+    need("calibration", "rocm-vllm-devdocker", "mi300x_devdocker_latency_dedup.csv")
+    return {f.profile.gpu: f.profile for f in fit.fit_all()}
+
+
+def app() -> typer.Typer:
+    a = typer.Typer(add_completion=False)
+    a.command("calibrate")(fit.calibrate_command)
+
+    @a.command("noop")
+    def _noop() -> None:  # a second command keeps typer from collapsing the app into one
+        pass
+
+    return a
+
+
+# --------------------------------------------------------------------------------------------
+# The committed files (no data needed)
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_calibration_file_loads_and_is_physical():
+    cals = list_calibrations()
+    gpus = {c.gpu for c in cals}
+    assert {"H100-SXM", "H200-SXM", "MI300X", "MI325X"} <= gpus
+    for c in cals:
+        load_gpu(c.gpu)  # names a real GPU profile
+        assert (CAL_DIR / f"{c.gpu}__vllm-{c.vllm_family}.yaml").exists()
+        co = c.coefficients
+        for k in EFFICIENCIES:
+            assert 0 < getattr(co, k) <= 1, (c.gpu, k)
+        assert 200 <= co.step_overhead_us <= 10_000, c.gpu
+        assert 0 <= co.per_seq_overhead_us <= 200, c.gpu
+        assert co.layer_overhead_us <= fit.LAYER_OVERHEAD_MAX_US + 1e-9 or c.gpu.startswith("MI")
+        assert 0 < co.gemm_latency_us < 50 and 0 < co.attn_latency_us < 100
+        pv = c.provenance
+        assert pv.method and pv.data and pv.commit and pv.date
+        assert all(not Path(d).is_absolute() for d in pv.data)  # relative to the data root
+
+
+def test_fitted_files_record_their_residuals():
+    for c in list_calibrations():
+        res = c.provenance.residuals
+        if c.gpu == "MI325X":  # a derived prior: nothing was fitted, nothing to report
+            assert "DERIVED PRIOR" in c.provenance.method and not res
+            continue
+        tags = [k.removesuffix("_median_abs_rel_err_pct") for k in res
+                if k.endswith("_median_abs_rel_err_pct")]
+        assert tags, c.gpu
+        for t in tags:
+            assert 0 <= res[f"{t}_median_abs_rel_err_pct"] <= res[f"{t}_p90_abs_rel_err_pct"]
+            assert res[f"{t}_points"] >= 1
+    h100 = find_calibration("H100-SXM")
+    assert h100 is not None
+    assert {"gemm", "prefill_attention", "decode_attention", "allreduce", "moe", "e2e"} <= {
+        k.removesuffix("_median_abs_rel_err_pct") for k in h100.provenance.residuals}
+
+
+def test_mi300x_provenance_states_the_version_split():
+    c = find_calibration("MI300X")
+    assert c is not None and c.vllm_family == fit.MI300X_FAMILY
+    m = c.provenance.method
+    assert "FIT SET: vLLM 0.6.6, 0.7.3, 0.8.3, 0.8.5" in m
+    assert "HELD OUT for validation: vLLM 0.9.0.1, 0.9.1, 0.10.0" in m
+    assert c.provenance.data == ["calibration/rocm-vllm-devdocker/mi300x_devdocker_latency_dedup.csv"]
+    for v in fit.MI300X_FIT_VERSIONS:
+        assert f"e2e_{v}_median_abs_rel_err_pct" in c.provenance.residuals
+
+
+def test_no_validation_data_is_used_for_fitting():
+    for c in list_calibrations():
+        if c.vllm_family == "custom":
+            continue
+        for d in c.provenance.data:
+            assert "silicon" not in d and "dstack" not in d, (c.gpu, d)
+
+
+def test_simulate_on_h100_picks_up_the_fitted_calibration():
+    sc = scenario_from_dict({"fleet": {"gpu": "H100-SXM"},
+                             "workload": {"num_requests": 40, "arrival": {"kind": "poisson",
+                                                                          "rate": 5}}})
+    res = simulate(sc)
+    assert res.summary["deployment"]["calibration"].startswith("H100-SXM__vllm-0.24")
+    assert res.deployment.calibration == find_calibration("H100-SXM").coefficients  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------------------------
+# Replaying batches through the scheduler
+# --------------------------------------------------------------------------------------------
+
+
+def test_static_batch_steps_match_the_scheduler_step_by_step():
+    st = RooflineStepTime(load_model("Llama-3.1-70B"), load_gpu("H100-SXM"), tp=4,
+                          weight_dtype="fp8", kv_dtype="fp8", calibration=Calibration())
+    for batch, inp, out in ((3, 100, 7), (16, 2000, 40), (4, 9000, 5), (1, 128, 1)):
+        feats = fit.static_batch_steps(batch, inp, out, num_blocks=100_000)
+        s = Scheduler(SchedulerConfig(max_num_seqs=batch, max_num_batched_tokens=8192,
+                                      max_model_len=inp + out + 16),
+                      KVCacheManager(100_000, 16, True, inp + out + 16))
+        for i in range(batch):
+            s.add_request(Request(i, inp, out))
+        total = 0.0
+        while s.has_work():
+            plan = s.schedule()
+            total += st.predict(plan)
+            s.update(plan)
+        assert float(np.sum(st.total(feats))) == pytest.approx(total, rel=1e-12)
+
+
+def test_static_latency_equals_simulating_the_offline_batch():
+    batch, inp, out = 6, 300, 40
+    sc = scenario_from_dict({
+        "fleet": {"gpu": "H100-SXM", "tp": 1},
+        "engine": {"max_num_seqs": batch, "max_num_batched_tokens": 8192,
+                   "enable_prefix_caching": False},
+        "workload": {"num_requests": batch, "arrival": {"kind": "offline"},
+                     "input_len": {"kind": "fixed", "value": inp},
+                     "output_len": {"kind": "fixed", "value": out}}})
+    res = simulate(sc)
+    gpu = load_gpu("H100-SXM")
+    case = fit.StaticCase("t", "Llama-3.1-8B", 1, "bf16", "bf16", batch, inp, out, 0.0,
+                          fit.static_batch_steps(batch, inp, out, num_blocks=10_000))
+    pred = fit.static_latency(case, gpu, res.deployment.calibration)
+    assert pred == pytest.approx(res.summary["sim"]["sim_time_s"], rel=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Refitting (data needed)
+# --------------------------------------------------------------------------------------------
+
+
+def test_refit_reproduces_the_committed_coefficients(refit):
+    for gpu, prof in refit.items():
+        committed = fit._read(fit.calibration_path(gpu, prof.vllm_family))
+        assert committed is not None, f"no committed calibration for {gpu}"
+        assert fit.changed_coefficients(committed.coefficients, prof.coefficients) == [], gpu
+        assert committed.provenance.data == prof.provenance.data
+        assert committed.provenance.method == prof.provenance.method
+        for k, v in prof.provenance.residuals.items():
+            assert committed.provenance.residuals[k] == pytest.approx(v, rel=1e-3, abs=1e-3), k
+
+
+def test_kernel_fit_is_deterministic():
+    need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
+    gpu = load_gpu("H100-SXM")
+    df = fit._kernels("H100-SXM", "allreduce", fit.KERNEL_VERSION["H100-SXM"], [])
+    a = fit.fit_allreduce(gpu, df, Calibration())
+    assert fit.fit_allreduce(gpu, df, Calibration()).values == a.values  # bit for bit
+    # The optimum, not the path: another start lands on the same coefficients (to 1e-6).
+    b = fit.fit_allreduce(gpu, df, Calibration(allreduce_latency_us=20.0,
+                                               allreduce_bw_efficiency=0.9))
+    for k, v in a.values.items():
+        assert b.values[k] == pytest.approx(v, rel=1e-6)
+
+
+def test_rewriting_unchanged_coefficients_is_byte_identical(refit, tmp_path):
+    for gpu, prof in refit.items():
+        src = fit.calibration_path(gpu, prof.vllm_family)
+        dst = tmp_path / src.name
+        shutil.copy(src, dst)
+        before = dst.read_bytes()
+        fit.write_profile(prof, tmp_path)
+        assert dst.read_bytes() == before, gpu
+    # A changed coefficient rewrites the file with a new date and an empty validation.
+    prof = refit["H100-SXM"]
+    moved = prof.model_copy(update={"coefficients": prof.coefficients.model_copy(
+        update={"step_overhead_us": prof.coefficients.step_overhead_us * 1.01})})
+    path = fit.write_profile(moved, tmp_path, date="2001-01-01")
+    data = yaml.safe_load(path.read_text())
+    assert data["provenance"]["date"] == "2001-01-01"
+    assert data["provenance"]["validation"] == {}
+
+
+def test_check_mode_passes_on_committed_files_and_fails_on_drift(refit, tmp_path, monkeypatch):
+    monkeypatch.setattr(fit, "fit_all", lambda gpus=None: [
+        fit.GpuFit(p) for g, p in refit.items() if gpus is None or g in gpus])
+    for p in refit.values():
+        shutil.copy(fit.calibration_path(p.gpu, p.vllm_family), tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(app(), ["calibrate", "--check", "--out", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    path = tmp_path / "H100-SXM__vllm-0.24.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["coefficients"]["kv_bw_efficiency"] *= 0.9
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    bad = runner.invoke(app(), ["calibrate", "--check", "--out", str(tmp_path)])
+    assert bad.exit_code == 1
+    assert "kv_bw_efficiency" in bad.output
+
+
+def test_bad_input_is_one_line_and_exit_2():
+    runner = CliRunner()
+    r = runner.invoke(app(), ["calibrate", "--gpu", "TPU-v9"])
+    assert r.exit_code == 2 and "error: --gpu" in r.output
+    r = runner.invoke(app(), ["calibrate", "--from-bench", "x.json"])
+    assert r.exit_code == 2 and "--model" in r.output
+    r = runner.invoke(app(), ["calibrate", "--from-bench", "/nonexistent.json", "--gpu", "H100-SXM",
+                              "--model", "Llama-3.1-8B", "--tp", "1"])
+    assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_from_bench_fit_beats_the_starting_calibration(tmp_path):
+    runs = None
+    try:
+        runs = ds.dstack_serving_runs()
+    except ds.DataMissing as e:
+        pytest.skip(f"shared data not found: {e}")
+    row = runs[(runs["gpu"] == "H100-SXM") & (runs["qps"] == 16.0)].iloc[0]
+    prof, info = fit.fit_from_benchmark(row["path"], "H100-SXM", "Llama-3.1-405B", 8, "fp8",
+                                        max_num_seqs=512, max_num_batched_tokens=512,
+                                        max_iters=1)
+    assert prof.vllm_family == "custom" and prof.gpu == "H100-SXM"
+
+    def err(kind: str) -> float:
+        return (math.log(info[f"{kind}_mean_ttft_ms"] / info["measured_mean_ttft_ms"]) ** 2
+                + math.log(info[f"{kind}_mean_tpot_ms"] / info["measured_mean_tpot_ms"]) ** 2)
+
+    assert err("fitted") < err("start")
+    for k in EFFICIENCIES:
+        assert 0 < getattr(prof.coefficients, k) <= 1
+    assert 200 <= prof.coefficients.step_overhead_us <= 10_000
+    path = fit.write_profile(prof, tmp_path)
+    assert path.name == "H100-SXM__vllm-custom.yaml"
+    CalibrationProfile.model_validate(yaml.safe_load(path.read_text()))

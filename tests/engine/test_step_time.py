@@ -1,0 +1,189 @@
+"""Physics of the roofline step-time model, checked against numbers worked out by hand.
+
+The reference is Llama-3.1-8B (config.json: 32 layers, hidden 4096, 32 query heads, 8 KV heads,
+head_dim 128, MLP width 14336, vocab 128256, untied LM head) on one H100-SXM, bf16 weights and KV.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from simulator.engine.scheduler import StepPlan
+from simulator.engine.step_time import (
+    RooflineStepTime,
+    StepFeatures,
+    allreduce_seconds,
+    touched_experts,
+)
+from simulator.profiles import Calibration, load_gpu, load_model
+
+H100 = load_gpu("H100-SXM")
+L8B = load_model("Llama-3.1-8B")
+
+# By hand, per layer of Llama-3.1-8B:
+#   attention  q 4096·32·128 = 16,777,216 + k,v 2·4096·8·128 = 8,388,608 + o 32·128·4096 = 16,777,216
+#              = 41,943,040
+#   MLP        gate, up, down 3·4096·14336 = 176,160,768
+#   layer      218,103,808;  × 32 layers = 6,979,321,856
+# embedding + LM head: 2 · 128256 · 4096 = 1,050,673,152
+# derived_active_params = 6,979,321,856 + 1,050,673,152 = 8,029,995,008 (HF: 8,030,261,248; the
+# 266,240 difference is the RMSNorm weights)
+# linear FLOPs per token = 2 × (derived_active − embedding) = 2 × 6,979,321,856 = 13,958,643,712
+LINEAR_PARAMS_8B = 6_979_321_856
+LINEAR_FLOPS_PER_TOKEN_8B = 13_958_643_712
+# KV bytes per token: 2 (K, V) × 32 layers × 8 KV heads × 128 × 2 bytes = 131,072
+KV_BYTES_8B = 131_072
+
+
+def model_8b(cal: Calibration | None = None, tp: int = 1) -> RooflineStepTime:
+    return RooflineStepTime(L8B, H100, tp=tp, weight_dtype="bf16", kv_dtype="bf16",
+                            calibration=cal or Calibration())
+
+
+def decode_plan(n_seqs: int, ctx: int) -> StepPlan:
+    return StepPlan(requests=[None] * n_seqs, num_new_tokens=[1] * n_seqs,  # type: ignore[list-item]
+                    context_lens=[ctx] * n_seqs)
+
+
+def test_linear_flops_per_token_is_twice_the_non_embedding_params():
+    assert L8B.derived_active_params() == 8_029_995_008
+    assert L8B.derived_active_params() - L8B.embedding_params == LINEAR_PARAMS_8B
+    st = model_8b()
+    assert st.linear_flops_per_token == LINEAR_FLOPS_PER_TOKEN_8B
+    assert st.linear_flops(100) == 100 * LINEAR_FLOPS_PER_TOKEN_8B
+    # Sharded over TP ranks.
+    assert model_8b(tp=2).linear_flops_per_token == LINEAR_FLOPS_PER_TOKEN_8B / 2
+
+
+def test_decode_step_reads_the_kv_of_every_attended_token():
+    # 32 sequences, each attending to 1000 tokens (999 cached + the new one): 32·1000·131072 bytes.
+    cal = Calibration(attn_latency_us=0, attn_per_seq_us=0, kv_bw_efficiency=0.5)
+    st = model_8b(cal)
+    assert st.kv_bytes_per_token == KV_BYTES_8B
+    kv_bytes = 32 * 1000 * KV_BYTES_8B  # 4,194,304,000 bytes
+    t = st.breakdown(decode_plan(32, 999)).attention
+    # Bandwidth-bound: 4 FLOP per KV byte is far below the ridge point.
+    assert t == pytest.approx(kv_bytes / (3350e9 * 0.5), rel=1e-12)
+
+
+def test_weights_are_streamed_once_per_step_whatever_the_batch():
+    st = model_8b()
+    # Dense linear weights (scaled to the published 8.03e9 total) + the bf16 LM head; the input
+    # embedding is a lookup, not streamed: 13,958,652,390 + 1,050,673,152 ≈ 15,009,325,542 bytes.
+    assert st.weight_bytes_per_step(1) == pytest.approx(15_009_325_542, rel=1e-9)
+    assert st.weight_bytes_per_step(1) == st.weight_bytes_per_step(256)
+    # At batch 1 the dense GEMMs are memory-bound: bytes / (HBM × eff) + one latency per kernel
+    # (4 GEMMs per layer).
+    cal = Calibration(weight_bw_efficiency=0.8, gemm_latency_us=5.0)
+    st = model_8b(cal)
+    dense = st.weight_bytes_per_step(1) - st.lm_head_bytes
+    assert st.dense_gemm_kernels == 4 * 32
+    assert st.breakdown(decode_plan(1, 100)).gemm == pytest.approx(
+        dense / (3350e9 * 0.8) + 128 * 5e-6, rel=1e-12)
+
+
+def test_allreduce_count_is_two_per_layer_with_tp_and_zero_without():
+    assert model_8b(tp=1).ar_count == 0
+    assert model_8b(tp=1).breakdown(decode_plan(8, 100)).allreduce == 0.0
+    st = model_8b(tp=2)
+    assert st.ar_count == 2 * 32
+    cal = st.cal
+    # One decode token per sequence: 8 tokens × 4096 hidden × 2 bytes per all-reduce.
+    one = allreduce_seconds(8 * 4096 * 2, 2, link_bps=900e9,
+                            latency_s=cal.allreduce_latency_us * 1e-6,
+                            bw_efficiency=cal.allreduce_bw_efficiency)
+    assert one == pytest.approx(cal.allreduce_latency_us * 1e-6
+                                + 1.0 * 65536 / (900e9 * cal.allreduce_bw_efficiency))
+    assert st.breakdown(decode_plan(8, 100)).allreduce == pytest.approx(64 * one, rel=1e-12)
+
+
+def test_moe_touched_experts_is_top_k_at_one_token_and_all_experts_at_many():
+    assert touched_experts(128, 8, 1) == pytest.approx(8.0)
+    assert touched_experts(8, 2, 1) == pytest.approx(2.0)
+    assert touched_experts(128, 8, 10_000) == pytest.approx(128.0, rel=1e-9)
+    counts = [touched_experts(128, 8, t) for t in (1, 2, 4, 16, 64, 256)]
+    assert all(a < b for a, b in itertools.pairwise(counts))
+    # The MoE model streams only the touched experts: more tokens, more expert bytes, up to all.
+    q = RooflineStepTime(load_model("Qwen3-30B-A3B"), H100, tp=1, weight_dtype="bf16",
+                         kv_dtype="bf16", calibration=Calibration())
+    assert q.mlp_weight_bytes(1) == pytest.approx(48 * 8 * q.expert_bytes)
+    assert q.mlp_weight_bytes(100_000) == pytest.approx(48 * 128 * q.expert_bytes, rel=1e-9)
+    assert q.weight_bytes_per_step(1) < q.weight_bytes_per_step(64)
+
+
+@pytest.mark.parametrize("model,tp,wdt", [("Llama-3.1-8B", 1, "bf16"), ("Llama-3.1-70B", 4, "fp8"),
+                                          ("Qwen3-30B-A3B", 1, "bf16"), ("gpt-oss-120b", 2, "fp4")])
+def test_step_time_is_monotone_in_batch_and_context(model, tp, wdt):
+    st = RooflineStepTime(load_model(model), H100, tp=tp, weight_dtype=wdt, kv_dtype="bf16",
+                          calibration=Calibration())
+    by_batch = [st.predict(decode_plan(b, 1000)) for b in (1, 2, 8, 32, 128, 512)]
+    assert all(a < b for a, b in itertools.pairwise(by_batch))
+    by_ctx = [st.predict(decode_plan(32, c)) for c in (0, 100, 1000, 10_000, 100_000)]
+    assert all(a < b for a, b in itertools.pairwise(by_ctx))
+    by_prefill = [st.predict(StepPlan(requests=[None], num_new_tokens=[n],  # type: ignore[list-item]
+                                      context_lens=[0])) for n in (16, 128, 1024, 8192)]
+    assert all(a < b for a, b in itertools.pairwise(by_prefill))
+
+
+def test_prefill_attention_counts_causal_pairs_and_gets_efficient_with_length():
+    cal = Calibration(attn_latency_us=0, attn_per_seq_us=0, attn_efficiency=0.5, attn_kv_half=0)
+    st = model_8b(cal)
+    # A 1000-token prompt: 1000·1001/2 = 500,500 query-key pairs × 4·32 layers·32 heads·128.
+    flops = 500_500 * 4 * 32 * 32 * 128
+    plan = StepPlan(requests=[None], num_new_tokens=[1000], context_lens=[0])  # type: ignore[list-item]
+    assert st.breakdown(plan).attention == pytest.approx(flops / (989.4e12 * 0.5), rel=1e-12)
+    # With kv_half, short prompts run at lower efficiency per FLOP than long ones.
+    st2 = model_8b(Calibration(attn_latency_us=0, attn_per_seq_us=0, attn_kv_half=256))
+
+    def per_pair(n: int) -> float:
+        p = StepPlan(requests=[None], num_new_tokens=[n], context_lens=[0])  # type: ignore[list-item]
+        return st2.breakdown(p).attention / (n * (n + 1) / 2)
+
+    assert per_pair(128) > per_pair(1024) > per_pair(8192)
+
+
+def test_breakdown_components_add_up_and_arrays_match_scalars():
+    st = model_8b(tp=2)
+    plan = StepPlan(requests=[None] * 5, num_new_tokens=[1, 1, 1, 300, 40],  # type: ignore[list-item]
+                    context_lens=[10, 2000, 500, 0, 4000])
+    b = st.breakdown(plan)
+    assert b.total == pytest.approx(st.predict(plan), rel=1e-12)
+    assert min(b.gemm, b.lm_head, b.attention, b.allreduce, b.overhead, b.other) > 0
+    assert st.breakdown_totals(343, 5, 2510, [(300, 0), (40, 4000)]) == b
+    # The vectorised path (used by the fitter) gives the same numbers as the scalar one.
+    plans = [plan, decode_plan(7, 123), decode_plan(64, 4000)]
+    rows = [StepFeatures.from_plan(p) for p in plans]
+    arr = StepFeatures(**{k: np.array([getattr(r, k) for r in rows], dtype=float)
+                          for k in StepFeatures.__dataclass_fields__})
+    np.testing.assert_allclose(st.total(arr), [st.predict(p) for p in plans], rtol=1e-12)
+
+
+def test_a_run_of_equal_decode_steps_can_be_one_row():
+    st = model_8b()
+    steps = [decode_plan(16, 100 + j) for j in range(50)]
+    total = sum(st.predict(p) for p in steps)
+    rows = [StepFeatures.from_plan(p) for p in steps]
+    merged = StepFeatures(16.0, 16.0, 16.0, float(sum(r.decode_pairs for r in rows)), 0.0, 0.0,
+                          0.0, steps=50.0)
+    assert float(st.total(merged)) == pytest.approx(total, rel=1e-12)
+
+
+def test_fp8_weights_use_the_fp8_peak_and_efficiency():
+    cal = Calibration(gemm_efficiency=0.8, gemm_efficiency_fp8=0.4, gemm_m_half=0)
+    bf = model_8b(cal)
+    f8 = RooflineStepTime(L8B, H100, tp=1, weight_dtype="fp8", kv_dtype="bf16", calibration=cal)
+    assert f8.peak_flops == 1979e12 and f8.gemm_eff == 0.4
+    assert bf.peak_flops == 989.4e12 and bf.gemm_eff == 0.8
+    # int4 weight-only kernels dequantise: bf16 peak and efficiency, a quarter of the bytes.
+    i4 = RooflineStepTime(L8B, H100, tp=1, weight_dtype="int4", kv_dtype="bf16", calibration=cal)
+    assert i4.peak_flops == 989.4e12 and i4.gemm_eff == 0.8
+    assert i4.dense_bytes == pytest.approx(bf.dense_bytes * 0.53 / 2)
+
+
+def test_empty_step_takes_no_time():
+    st = model_8b()
+    assert st.predict(StepPlan()) == 0.0
+    assert st.breakdown(StepPlan()).total == 0.0
