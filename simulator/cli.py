@@ -180,12 +180,14 @@ def profiles(
 # ---- commands implemented in other modules, registered here ------------------------------------
 # (each module keeps its heavy imports inside the command function so `servesim --help` stays fast)
 from simulator.calibrate.fit import calibrate_command  # noqa: E402
+from simulator.calibrate.validate import validate_command  # noqa: E402
 from simulator.plan import plan_command  # noqa: E402
 from simulator.report.html import report_command  # noqa: E402
 from simulator.sweep import sweep_command  # noqa: E402
 from simulator.workload.cli import workload_app  # noqa: E402
 
 app.command("calibrate")(calibrate_command)
+app.command("validate")(validate_command)
 app.command("plan")(plan_command)
 app.command("sweep")(sweep_command)
 app.command("report")(report_command)

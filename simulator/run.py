@@ -179,7 +179,8 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
             cal, source = Calibration(), "prior (no calibration file for this GPU)"
         else:
             cal = found.coefficients
-            source = f"{found.gpu}__vllm-{found.vllm_family} ({found.provenance.method})"
+            # The file name and date; the method and data are in the file's provenance.
+            source = f"{found.gpu}__vllm-{found.vllm_family} ({found.provenance.date})"
     if sc.step_time.overrides:
         cal = cal.model_copy(update=sc.step_time.overrides)
         cal = Calibration.model_validate(cal.model_dump())
