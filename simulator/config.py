@@ -234,17 +234,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def set_path(data: dict[str, Any], path: str | list[str], value: Any) -> None:
+    """Set ``a.b.c`` (or ``["a", "b", "c"]``) in a nested mapping, creating missing levels."""
+    parts = [p for p in path.split(".") if p] if isinstance(path, str) else path
+    node = data
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         path, value = parse_override(item)
-        node = data
-        for part in path[:-1]:
-            nxt = node.get(part)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[part] = nxt
-            node = nxt
-        node[path[-1]] = value
+        set_path(data, path, value)
     return data
 
 

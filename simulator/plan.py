@@ -178,7 +178,8 @@ def load_plan_spec(path: str | Path) -> PlanSpec:
 
 def base_scenario_raw(spec: PlanSpec, spec_dir: Path) -> tuple[dict[str, Any], str]:
     """The base scenario mapping (with overrides, slo and cost applied) and its folder."""
-    from simulator.sweep import _raw_scenario, set_path
+    from simulator.config import set_path
+    from simulator.sweep import _raw_scenario
 
     raw, base_dir, _ = _raw_scenario(spec_dir / spec.base if spec.base else None)
     for k, v in spec.overrides.items():

@@ -46,7 +46,7 @@ import pandas as pd
 import typer
 from pydantic import Field, ValidationError
 
-from simulator.config import Scenario
+from simulator.config import Scenario, set_path
 from simulator.errors import ConfigError, format_validation_error, read_yaml
 from simulator.profiles import Strict
 
@@ -91,19 +91,6 @@ def scenario_key(sc: Scenario) -> str:
     """Stable hash of the fully resolved scenario (defaults filled in; the file's folder left out)."""
     blob = json.dumps(sc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested mapping (creating the intermediate mappings)."""
-    node = data
-    parts = [p for p in path.split(".") if p]
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
 
 
 def load_spec(path: str | Path) -> SweepSpec:
