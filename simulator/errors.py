@@ -109,11 +109,14 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def load_yaml_model(path: Path, model: type[M]) -> M:
-    """Read ``path`` and validate it into ``model``; errors become one-line ``ConfigError``."""
+def load_yaml_model(path: Path, model: type[M], expected: str = "a mapping at the top level") -> M:
+    """Read ``path`` and validate it into ``model``; errors become one-line ``ConfigError``.
+
+    ``expected`` describes the top-level mapping in the error shown when the file is not one.
+    """
     data, node = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected {expected}")
     try:
         return model.model_validate(data)
     except ValidationError as e:

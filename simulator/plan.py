@@ -78,10 +78,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from simulator.config import Scenario
-from simulator.errors import ConfigError, format_validation_error, read_yaml
+from simulator.errors import ConfigError, load_yaml_model
 from simulator.plan_spec import TARGETS, CostConfig, SloConfig
 from simulator.profiles import Strict
 
@@ -166,14 +166,8 @@ class PlanSpec(Strict):
 
 
 def load_plan_spec(path: str | Path) -> PlanSpec:
-    p = Path(path)
-    data, node = read_yaml(p)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping (base, overrides, slo, cost, search, …)")
-    try:
-        return PlanSpec.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(p), node, data=data)) from None
+    return load_yaml_model(Path(path), PlanSpec,
+                           "a mapping (base, overrides, slo, cost, search, …)")
 
 
 def base_scenario_raw(spec: PlanSpec, spec_dir: Path) -> tuple[dict[str, Any], str]:

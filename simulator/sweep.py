@@ -47,7 +47,7 @@ import typer
 from pydantic import Field, ValidationError
 
 from simulator.config import Scenario, set_path
-from simulator.errors import ConfigError, format_validation_error, read_yaml
+from simulator.errors import ConfigError, format_validation_error, load_yaml_model, read_yaml
 from simulator.profiles import Strict
 
 RESULTS_DIR = "results"
@@ -95,13 +95,8 @@ def scenario_key(sc: Scenario) -> str:
 
 def load_spec(path: str | Path) -> SweepSpec:
     p = Path(path)
-    data, node = read_yaml(p)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping (base, scenarios, overrides, grid, replications)")
-    try:
-        spec = SweepSpec.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(p), node, data=data)) from None
+    spec = load_yaml_model(p, SweepSpec,
+                           "a mapping (base, scenarios, overrides, grid, replications)")
     for k, v in spec.grid.items():
         if not v:
             raise ConfigError(f"{p}: grid.{k}: empty list of values; give at least one")
