@@ -191,8 +191,9 @@ def build(name: str, data_dir: Path) -> dict[str, Any]:
 def check(table: dict[str, Any]) -> dict[str, Any]:
     """Statistics of the fitted process itself (run through the simulator's own generator)."""
     from simulator.workload import arrivals
+    from simulator.workload.shipped import load_shipped
 
-    arrivals.load_arrival_fit.cache_clear()
+    load_shipped.cache_clear()
     orig = arrivals.load_arrival_fit
     arrivals.load_arrival_fit = lambda name: table  # type: ignore[assignment]
     try:

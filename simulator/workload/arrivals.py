@@ -24,16 +24,13 @@ Leaves out: self-exciting (Hawkes) processes, correlated gaps in renewal process
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
-import yaml
 
-from simulator.errors import ConfigError
-from simulator.profiles import data_root
+from simulator.workload.shipped import load_shipped
 from simulator.workload.spec import (
     Arrivals,
     DiurnalArrivals,
@@ -323,19 +320,9 @@ def ramp_profile(spec: RampArrivals) -> PiecewiseLinearRate:
     return PiecewiseLinearRate(t, r, periodic=False)
 
 
-@functools.cache
 def load_arrival_fit(name: str) -> dict[str, Any]:
     """Read ``workloads/arrivals/<name>.yaml`` (a fitted arrival process)."""
-    path = data_root("workloads") / "arrivals" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"workload.arrival: unknown arrival fit '{name}'; known: "
-                          f"{', '.join(known)}")
-    with path.open() as fh:
-        data = yaml.safe_load(fh)
-    if not isinstance(data, dict) or "profile" not in data or "fit" not in data:
-        raise ConfigError(f"{path}: not an arrival fit (needs profile and fit)")
-    return data
+    return load_shipped("arrivals", name, "workload.arrival", "arrival fit", ("profile", "fit"))
 
 
 def fitted_profile(spec: FittedArrivals) -> tuple[PiecewiseLinearRate, float]:

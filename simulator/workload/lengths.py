@@ -21,17 +21,15 @@ which tokenizer they were counted with).
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from simulator.errors import ConfigError
-from simulator.profiles import data_root
+from simulator.workload.shipped import load_shipped
 from simulator.workload.spec import (
     EmpiricalLength,
     FixedLength,
@@ -188,19 +186,10 @@ class Table:
         return self.at(rng.random(n))
 
 
-@functools.cache
 def load_length_table(name: str) -> dict[str, Any]:
     """Read ``workloads/lengths/<name>.yaml``."""
-    path = data_root("workloads") / "lengths" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"workload.input_len/output_len: unknown length table '{name}'; "
-                          f"known: {', '.join(known)}")
-    with path.open() as fh:
-        data = yaml.safe_load(fh)
-    if not isinstance(data, dict) or "input_tokens" not in data:
-        raise ConfigError(f"{path}: not a length table (needs input_tokens/output_tokens)")
-    return data
+    return load_shipped("lengths", name, "workload.input_len/output_len", "length table",
+                        ("input_tokens", "output_tokens"))
 
 
 def _resolve(file: str, base_dir: str | None) -> Path:
