@@ -89,6 +89,8 @@ def run(
     replications: Annotated[int, typer.Option(
         "--replications", min=1, help="Run K seeds (seed, seed+1, …) and report each figure as "
         "mean and 95% interval.")] = 1,
+    plot_fleet: Annotated[Path | None, typer.Option(
+        "--plot-fleet", help="Autoscaling: write the fleet time series plot (PNG) here.")] = None,
 ) -> None:
     """Simulate one scenario and print its latency/throughput table."""
     from simulator.config import load_scenario
@@ -114,6 +116,34 @@ def run(
         if out is not None:
             typer.echo(f"wrote {out}/summary.json, requests.parquet, steps.parquet, "
                        f"timeseries.parquet")
+    if plot_fleet is not None:
+        _write_fleet_plot(res.extra.get("fleet_timeseries"), plot_fleet, as_json)
+
+
+def _write_fleet_plot(ts: Any, path: Path, quiet: bool = False) -> None:
+    from simulator.report.plots import plot_fleet_timeseries
+
+    if ts is None:
+        _fail("--plot-fleet: the scenario has no autoscaling section (no fleet time series)")
+    fig = plot_fleet_timeseries(ts)
+    fig.savefig(path, dpi=110)
+    if not quiet:
+        typer.echo(f"wrote {path}")
+
+
+@app.command("fleet-plot")
+def fleet_plot(
+    run_dir: Annotated[Path, typer.Argument(help="Folder written by `servesim run --out`.")],
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default: RUN_DIR/fleet.png).")
+                   ] = None,
+) -> None:
+    """Plot an autoscaled run's fleet time series (replicas, queue, TTFT p90, $/h)."""
+    import pandas as pd
+
+    f = run_dir / "fleet_timeseries.parquet"
+    if not f.is_file():
+        _fail(f"{f}: not found; run an autoscaled scenario with --out {run_dir}")
+    _write_fleet_plot(pd.read_parquet(f), out or run_dir / "fleet.png")
 
 
 @app.command()
@@ -181,6 +211,7 @@ def profiles(
 # (each module keeps its heavy imports inside the command function so `servesim --help` stays fast)
 from simulator.calibrate.fit import calibrate_command  # noqa: E402
 from simulator.calibrate.validate import validate_command  # noqa: E402
+from simulator.mitigations import mitigations_command  # noqa: E402
 from simulator.plan import plan_command  # noqa: E402
 from simulator.report.html import report_command  # noqa: E402
 from simulator.sweep import sweep_command  # noqa: E402
@@ -190,6 +221,7 @@ app.command("calibrate")(calibrate_command)
 app.command("validate")(validate_command)
 app.command("plan")(plan_command)
 app.command("sweep")(sweep_command)
+app.command("mitigations")(mitigations_command)
 app.command("report")(report_command)
 app.add_typer(workload_app, name="workload")
 

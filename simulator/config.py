@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from simulator.cluster.autoscale_spec import AutoscalingConfig, ProvisioningConfig
 from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's models live there)
     ClientConfig,
     FaultsConfig,
@@ -85,9 +86,11 @@ class EngineConfig(Strict):
 class StepTimeConfig(Strict):
     """Which step-time model predicts how long each engine step takes."""
 
-    backend: Literal["roofline", "table"] = "roofline"
+    backend: Literal["roofline", "table", "aiconfigurator"] = "roofline"
     """``roofline``: the calibrated physical model (simulator.engine.step_time); ``table``: the
-    user's measured step times from ``table_file``, interpolated (simulator.engine.step_time_table)."""
+    user's measured step times from ``table_file``, interpolated (simulator.engine.step_time_table);
+    ``aiconfigurator``: NVIDIA's measured vLLM kernel database (optional package, ``pip install
+    "servesim[aiconfigurator]"``; NVIDIA GPUs and models it covers; simulator.engine.step_time_aic)."""
     calibration: str = "auto"
     """``auto``: newest calibration file for the GPU, else the GPU-independent prior;
     ``prior``: the prior; or a vLLM version family present in hardware_profiles/calibration/.
@@ -103,6 +106,13 @@ class StepTimeConfig(Strict):
     table_interpolation: Literal["linear", "nearest"] = "linear"
     """Backend ``table``: ``linear`` (multilinear between measured grid points) or ``nearest``
     (nearest measured point). Outside the measured range both clamp to the edge."""
+    aiconfigurator_version: str | None = None
+    """Backend ``aiconfigurator``: the vLLM version of its kernel data (e.g. ``0.24.0``, or the
+    aliases ``current`` / ``previous``); unset: its current data for the GPU."""
+    aiconfigurator_cpu_overhead: bool = False
+    """Backend ``aiconfigurator``: also add the CPU-side step, per-sequence and per-token overhead
+    of the GPU's servesim calibration to the measured kernel times. Off by default: on the silicon
+    validation points kernel times alone predict TPOT better (benchmarks/aiconfigurator_crosscheck.md)."""
 
     @model_validator(mode="after")
     def _check(self) -> StepTimeConfig:
@@ -126,6 +136,20 @@ class StepTimeConfig(Strict):
         elif self.table_file is not None:
             raise ValueError("table_file is only read by backend 'table'; set backend: table or "
                              "remove table_file")
+        if self.backend != "aiconfigurator" and (self.aiconfigurator_version is not None
+                                                 or self.aiconfigurator_cpu_overhead):
+            raise ValueError("aiconfigurator_version and aiconfigurator_cpu_overhead are only read "
+                             "by backend 'aiconfigurator'; set backend: aiconfigurator or remove "
+                             "them")
+        if self.backend == "aiconfigurator":
+            if self.overrides:
+                raise ValueError("overrides adjust the roofline calibration and have no effect "
+                                 "with backend 'aiconfigurator'; remove them or use backend "
+                                 "'roofline'")
+            if self.calibration != "auto" and not self.aiconfigurator_cpu_overhead:
+                raise ValueError(f"with backend 'aiconfigurator', calibration "
+                                 f"'{self.calibration}' only supplies the CPU overhead, which is "
+                                 f"off; set aiconfigurator_cpu_overhead: true or remove calibration")
         return self
 
 
@@ -173,8 +197,24 @@ class MetricsConfig(Strict):
     """Period of the per-replica gauge samples (num_requests_running, kv_cache_usage_perc …)."""
     record_steps: bool = True
     """Keep one row per engine step (disable for very long runs)."""
+    record_itl: bool = True
+    """Keep every inter-token gap (``Results.itl``, one row per streamed token: 16 bytes each,
+    3 GB for a million ShareGPT-like requests). Off: ``Results.itl`` is empty and the summary's
+    ``itl_ms`` is null; each request's ``itl_mean_s`` / ``itl_max_s`` and every TPOT figure are
+    still exact (disable for very long runs)."""
     max_sim_time_s: float = Field(default=86_400.0, gt=0)
     """Safety stop: requests still unfinished then are reported in flight."""
+
+
+class SimConfig(Strict):
+    """How the simulator runs (never what it predicts: results are the same for every setting)."""
+
+    fast_path: bool = True
+    """Decode fast path: plan a replica's run of decode-only steps at once (step times for the whole
+    run, per-request counters and tokens applied when the run ends or something touches the
+    replica) instead of scheduling each step afresh (simulator.cluster.replica). Per-request
+    results are identical with it off; turn it off to check that, or to step through the engine
+    loop one step at a time."""
 
 
 class Scenario(Strict):
@@ -192,6 +232,8 @@ class Scenario(Strict):
     step_time: StepTimeConfig = StepTimeConfig()
     workload: WorkloadConfig = WorkloadConfig()
     metrics: MetricsConfig = MetricsConfig()
+    sim: SimConfig = SimConfig()
+    """Simulator mechanics that do not change results (the decode fast path)."""
     slo: SloConfig | None = None
     """Latency targets checked in the summary (attainment, goodput); unset: none
     (simulator.plan_spec)."""
@@ -204,6 +246,13 @@ class Scenario(Strict):
     """Client behaviour: timeouts and retries (simulator.cluster.spec)."""
     faults: FaultsConfig = FaultsConfig()
     """Replica crashes, spot preemptions, zone loss; health checks (simulator.cluster.spec)."""
+    autoscaling: AutoscalingConfig | None = None
+    """Autoscalers per pool (HPA / KEDA queue / pre-warming; simulator.cluster.autoscale_spec);
+    unset: a static fleet."""
+    provisioning: ProvisioningConfig | None = None
+    """Cold start of replicas added by the autoscaler (node, image, weights, compile, warm-up;
+    simulator.cluster.autoscale_spec); unset: the size-class defaults. Read only with
+    ``autoscaling``."""
     base_dir: str | None = Field(default=None, exclude=True)
     """Folder of the scenario file (set by the loader; relative paths resolve from it)."""
 

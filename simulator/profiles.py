@@ -298,6 +298,20 @@ class Calibration(Strict):
     weight_bw_efficiency: float = Field(default=0.84, gt=0, le=1)
     """Fraction of HBM peak reached while streaming weights (memory-bound small-M GEMMs; H100 70B
     decode: ~84%, Nsight). Also used for the element-wise activation traffic."""
+    gemm_nk_half: float = Field(default=0.0, ge=0)
+    """Per-rank weight elements of one GEMM (N × K) at which compute efficiency is half its
+    maximum, for bf16/int4/fp4 weights: a small weight matrix leaves SMs idle (few output tiles)
+    or runs a short K loop. eff(M, N·K) = eff(M) × N·K / (N·K + gemm_nk_half). 0 = no size law
+    (every linear layer of a step is then costed as one GEMM)."""
+    gemm_nk_half_fp8: float = Field(default=0.0, ge=0)
+    """As ``gemm_nk_half`` for FP8 (W8A8) GEMMs, whose efficiency depends far more on size
+    (aiconfigurator H100/H200 tables: ~25% of the large-shape throughput at N·K = 2 M)."""
+    fp8_act_quant: bool = False
+    """Cost the activation quantisation of W8A8 FP8 linear layers as its own kernel before each
+    GEMM: reads the bf16 input and writes FP8 (3 bytes per element of M × K) at HBM speed
+    (``weight_bw_efficiency``) plus ``fp8_act_quant_latency_us``."""
+    fp8_act_quant_latency_us: float = Field(default=0.0, ge=0)
+    """Fixed time of one FP8 activation-quantisation kernel, µs (with ``fp8_act_quant``)."""
 
     # ---- mixture-of-experts layers ------------------------------------------------------------
     moe_efficiency: float = Field(default=0.45, gt=0, le=1)
@@ -309,8 +323,15 @@ class Calibration(Strict):
     """As ``moe_efficiency`` for FP8 (block-scaled) experts, as a fraction of the FP8 peak."""
     moe_bw_efficiency_fp8: float = Field(default=0.65, gt=0, le=1)
     """As ``moe_bw_efficiency`` for FP8 experts."""
+    moe_efficiency_fp4: float | None = Field(default=None, gt=0, le=1)
+    """As ``moe_efficiency`` for 4-bit weight-only experts (MXFP4 / INT4, W4A16: dequantised, math
+    at the BF16 peak); None: use ``moe_efficiency``."""
+    moe_bw_efficiency_fp4: float | None = Field(default=None, gt=0, le=1)
+    """As ``moe_bw_efficiency`` for 4-bit weight-only experts; None: use ``moe_bw_efficiency``."""
     moe_latency_us: float = Field(default=20.0, ge=0)
     """Fixed time of one fused-MoE layer (routing, permute, grouped GEMMs, un-permute), µs."""
+    moe_latency_us_fp4: float | None = Field(default=None, ge=0)
+    """As ``moe_latency_us`` for 4-bit weight-only experts; None: use ``moe_latency_us``."""
 
     # ---- attention ------------------------------------------------------------------------------
     attn_efficiency: float = Field(default=0.45, gt=0, le=1)

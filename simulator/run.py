@@ -91,14 +91,15 @@ class Results:
 
     def save(self, out: str | Path) -> Path:
         """Write summary.json, requests.parquet, steps.parquet, timeseries.parquet, scenario.yaml,
-        and attempts.parquet / replicas.parquet when the fleet recorded them."""
+        and attempts.parquet / replicas.parquet / fleet_timeseries.parquet (autoscaling) when the
+        fleet recorded them."""
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)
         (d / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
         self.requests.to_parquet(d / "requests.parquet", index=False)
         self.steps.to_parquet(d / "steps.parquet", index=False)
         self.timeseries.to_parquet(d / "timeseries.parquet", index=False)
-        for name in ("attempts", "replicas"):
+        for name in ("attempts", "replicas", "fleet_timeseries"):
             frame = self.extra.get(name)
             if isinstance(frame, pd.DataFrame):
                 frame.to_parquet(d / f"{name}.parquet", index=False)
@@ -189,9 +190,10 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
 
 
 def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:
-    """The step-time backend the scenario asks for: ``roofline`` (the calibrated physical model)
-    or ``table`` (the user's measured step times, interpolated; see
-    :mod:`simulator.engine.step_time_table`)."""
+    """The step-time backend the scenario asks for: ``roofline`` (the calibrated physical model),
+    ``table`` (the user's measured step times, interpolated; see
+    :mod:`simulator.engine.step_time_table`) or ``aiconfigurator`` (NVIDIA's measured kernel
+    database, optional package; see :mod:`simulator.engine.step_time_aic`)."""
     st = sc.step_time
     if st.backend == "table":
         from simulator.engine.step_time_table import TableStepTime
@@ -202,6 +204,14 @@ def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:
         if not path.is_absolute() and sc.base_dir:
             path = Path(sc.base_dir) / path
         return TableStepTime.from_csv(path, interpolation=st.table_interpolation)
+    if st.backend == "aiconfigurator":
+        from simulator.engine.step_time_aic import AiconfiguratorStepTime
+
+        return AiconfiguratorStepTime(
+            model=dep.model.name, gpu=dep.gpu.name, tp=dep.tp, weight_dtype=dep.weight_dtype,
+            kv_dtype=dep.kv_dtype, is_moe=dep.model.is_moe,
+            calibration=dep.calibration if st.aiconfigurator_cpu_overhead else None,
+            version=st.aiconfigurator_version)
     return RooflineStepTime(dep.model, dep.gpu, tp=dep.tp, weight_dtype=dep.weight_dtype,
                             kv_dtype=dep.kv_dtype, calibration=dep.calibration)
 
@@ -285,6 +295,7 @@ def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list
                 seed: np.random.SeedSequence) -> Fleet:
     """The pools' replicas behind the gateway and router."""
     fleet = Fleet(env, rec, sc.fleet, sc.gateway, np.random.default_rng(seed))
+    fleet.fast_path = sc.sim.fast_path
     for rp in pools:
         pc, sub, d = rp.config, rp.scenario, rp.deployment
         e = sub.engine
@@ -324,7 +335,7 @@ def simulate(sc: Scenario) -> Results:
     dep = pools[0].deployment
     eng = sc.engine
     env = simpy.Environment()
-    rec = Recorder(record_steps=sc.metrics.record_steps)
+    rec = Recorder(record_steps=sc.metrics.record_steps, record_itl=sc.metrics.record_itl)
     # One seed sequence, spawned per aspect: [0] workload, [1] fleet (random routing, client
     # regions), [2] clients (backoff jitter), [3] faults (MTBF).
     seeds = np.random.SeedSequence(sc.seed).spawn(4)
@@ -336,6 +347,17 @@ def simulate(sc: Scenario) -> Results:
     start_clients(env, traffic, clients.submit)
     start_faults(env, fleet, sc.faults, np.random.default_rng(seeds[3]))
     env.process(fleet.scraper(sc.metrics.sample_interval_s))
+    autoscaling = None
+    if sc.autoscaling is not None:
+        from simulator.cluster.autoscale_spec import ProvisioningConfig
+        from simulator.cluster.autoscaler import start_autoscaling
+
+        # NOTE: a fifth child of the same seed sequence (spawned children are prefix-stable, so
+        # the first four streams are unchanged): node acquisition delays and stock-outs.
+        prov_seed = np.random.SeedSequence(sc.seed).spawn(5)[4]
+        autoscaling = start_autoscaling(env, fleet, sc.autoscaling,
+                                         sc.provisioning or ProvisioningConfig(),
+                                         np.random.default_rng(prov_seed))
 
     # Run until every request has ended, the duration is over, or the safety limit.
     stop = env.event()
@@ -345,15 +367,25 @@ def simulate(sc: Scenario) -> Results:
     end = env.now
 
     # Finalise and collect.
+    for rep in fleet.replicas:
+        rep.sync()  # a decode run in progress (fast path): apply its deferred per-request state
     rec.check_conservation()
     requests, steps, samples, itl = rec.frames()
     preempt = sum(r.num_preemptions for r in fleet.replicas)
     queries = sum(r.prefix_queries for r in fleet.replicas)
     hits = sum(r.prefix_hits for r in fleet.replicas)
     busy = [r.busy_time for r in fleet.replicas]
+    busy_frac = (sum(busy) / (len(busy) * end)) if end > 0 else 0.0
+    if autoscaling is not None:
+        # Replicas come and go: busy time over the replica-seconds held (billed, not-ready time
+        # included), so the cost block's idle dollars count loading GPUs as idle.
+        lives = rec.replica_frame(end)
+        held = float((lives["end_s"] - lives["start_s"]).sum())
+        busy_frac = sum(busy) / held if held > 0 else 0.0
     sim = {"seed": sc.seed, "wall_s": time.perf_counter() - wall0, "sim_time_s": end,
            "version": __version__, "steps": rec.num_steps,
-           "replica_busy_frac": (sum(busy) / (len(busy) * end)) if end > 0 else 0.0}
+           "fast_path_steps": sum(r.fast_steps for r in fleet.replicas),
+           "replica_busy_frac": busy_frac}
     counts = rec.counts()
     summary = summarize(requests, steps, samples, itl, counts=counts,
                         warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,
@@ -374,6 +406,11 @@ def simulate(sc: Scenario) -> Results:
                          "deployments": {rp.config.name: rp.deployment for rp in pools}})
     # ---- planner figures (issue 7): per-tenant breakdown, SLO attainment/goodput, cost --------
     res.summary.update(post_summary(res))
+    # ---- autoscaling (issue 5): fleet time series and the autoscaling block --------------------
+    if autoscaling is not None:
+        ts = autoscaling.timeseries(requests, attempts, replicas, sc.cost, end)
+        res.extra["fleet_timeseries"] = ts
+        res.summary["autoscaling"] = autoscaling.summary(ts, end)
     return res
 
 

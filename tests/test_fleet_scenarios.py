@@ -28,9 +28,9 @@ def goodput(df: pd.DataFrame, t0: float, t1: float) -> float:
 
 
 def test_retry_storm_collapses_goodput_and_backoff_with_shedding_recovers_it():
-    short = "workload.duration_s=110"
-    storm = run("retry-storm", short)
-    calm = run("retry-storm", short, "clients.retry.backoff.kind=exponential",
+    short = ("workload.duration_s=110",)
+    storm = run("retry-storm", *short)
+    calm = run("retry-storm", *short, "clients.retry.backoff.kind=exponential",
                "clients.retry.budget.ratio=0.1", "gateway.shed_when_waiting=32")
     s, c = storm.requests, calm.requests
     # Before the surge (15 req/s offered) both serve everything.

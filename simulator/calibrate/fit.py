@@ -20,12 +20,19 @@ Fits, per GPU (data root: :func:`simulator.calibrate.datasets.shared_data_root`)
   ``attn_latency_us``; vLLM custom all-reduce (CUDA-graph variant, 2/4/8 GPUs) →
   ``allreduce_latency_us``, ``allreduce_bw_efficiency``; fused MoE (bf16 and fp8 block-scaled,
   balanced routing) → ``moe_efficiency``, ``moe_bw_efficiency`` (and their ``_fp8`` twins),
-  ``moe_latency_us``.
+  ``moe_latency_us``. With :data:`SIZED_GEMMS`, also the GEMM size law (``gemm_nk_half``,
+  ``gemm_nk_half_fp8``) and FP8 activation quantisation (``fp8_act_quant_latency_us``); with
+  :data:`FP4_MOE`, gpt-oss's MXFP4 MoE rows → ``moe_*_fp4``; with
+  :data:`BALANCED_MOE_TOUCHES_ALL`, a balanced MoE row touches min(E, T·k) experts.
   Kernel tables hold no CPU time, so ``step_overhead_us``, ``per_seq_overhead_us`` and
   ``layer_overhead_us`` are then fitted, with the kernel coefficients fixed, on LLM-Inference-Bench
   H100 vLLM static-batch latencies (Llama-3-8B TP1/2/4, Llama-3-70B TP4, Llama-2-70B TP4), each
   batch replayed through the real scheduler. H200 has no end-to-end source outside the validation
-  suites, so it reuses H100's three overheads (the provenance says so).
+  suites, so it reuses H100's three overheads (the provenance says so). That benchmark ran a
+  pre-V1 vLLM (2024): with :data:`V1_OVERHEAD_PRIOR` its overheads are written as family
+  :data:`V0_FAMILY` (for simulating vLLM < 0.8), and the vLLM-0.24 files take the V1 prior
+  :data:`V1_OVERHEADS` for the CPU terms instead (a cited prior, not a fit: no V1-era end-to-end
+  source outside the validation suites exists).
 - **MI300X** — no kernel tables: every coefficient that matters for the measured runs is fitted, as
   a maximum a-posteriori estimate around documented priors, on ROCm's vLLM dev-docker fixed-batch
   latencies (Llama-3.1-70B/405B FP8, FP8 KV, TP8, batch 1–128, input 128/2048, output 2048) of
@@ -58,7 +65,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +88,7 @@ from simulator.engine.step_time import (
 )
 from simulator.errors import ConfigError
 from simulator.profiles import (
+    BYTES_PER_PARAM,
     Calibration,
     CalibrationProfile,
     CalibrationProvenance,
@@ -99,6 +107,27 @@ KERNEL_VERSION = {"H100-SXM": "0.24.0", "H200-SXM": "0.24.0"}
 #: out for validation.
 MI300X_FIT_VERSIONS = ("0.6.6", "0.7.3", "0.8.3", "0.8.5")
 MI300X_FAMILY = "0.8"
+#: Fit the dense-GEMM size law and the FP8 activation-quantisation kernel (``gemm_nk_half*``,
+#: ``fp8_act_quant*``); False keeps the single-efficiency GEMM model.
+SIZED_GEMMS = True
+#: Fit ``moe_*_fp4`` on the MXFP4 (W4A16) fused-MoE rows; False leaves 4-bit experts on the bf16
+#: MoE coefficients.
+FP4_MOE = True
+#: Give the NVIDIA vLLM-0.24 files the V1 engine's CPU overheads (``V1_OVERHEADS``, a prior) and
+#: write the LLM-Inference-Bench overhead fit (a pre-V1 vLLM) as family ``V0_FAMILY`` instead;
+#: False keeps the LLM-Inference-Bench overheads in the 0.24 files.
+V1_OVERHEAD_PRIOR = True
+V0_FAMILY = "v0"
+#: vLLM V1's per-step and per-sequence CPU cost outside the GPU kernels: a PRIOR, not a fit. V1
+#: runs scheduling, input preparation and output processing in a busy engine-core process that
+#: overlaps them with the GPU's execution of the previous step (async scheduling), so they add
+#: ~nothing to the step time; NVIDIA's aiconfigurator prices a vLLM step as the sum of its measured
+#: kernel times with no CPU term (sdk/backends/vllm_backend.py ``run_agg``). No V1-era end-to-end
+#: source outside the validation suites exists in the shared data to fit them on.
+V1_OVERHEADS = {"step_overhead_us": 0.0, "per_seq_overhead_us": 0.0, "per_token_overhead_us": 0.0}
+#: Count the experts a "balanced" MoE table row touches as min(E, T·k) (how the table routes);
+#: False uses the random-routing expectation of the step model.
+BALANCED_MOE_TOUCHES_ALL = True
 #: Engine settings assumed for the static-batch sources (vLLM's default token budget).
 STATIC_MAX_BATCHED_TOKENS = 8192
 GPUS = ("H100-SXM", "H200-SXM", "MI300X", "MI325X")
@@ -368,8 +397,13 @@ def _kernels(gpu: str, kind: str, version: str, used: list[str]) -> pd.DataFrame
     return df
 
 
-def fit_gemm(gpu: GpuProfile, df: pd.DataFrame, start: Calibration) -> FitResult:
-    """Dense GEMMs, bf16 and fp8 (per-tensor), at the served models' shapes, M ≤ 16384."""
+def fit_gemm(gpu: GpuProfile, df: pd.DataFrame, start: Calibration,
+             sized: bool | None = None) -> FitResult:
+    """Dense GEMMs, bf16 and fp8 (per-tensor), at the served models' shapes, M ≤ 16384; with
+    ``sized`` (default ``SIZED_GEMMS``), also the N·K size law and the FP8 activation-quantisation
+    kernel."""
+    if sized is None:
+        sized = SIZED_GEMMS
     grid_n = np.array(sorted(df["n"].unique()), dtype=float)
     grid_k = np.array(sorted(df["k"].unique()), dtype=float)
     shapes = {(_snap(n, grid_n), _snap(k, grid_k)) for n, k in gemm_shapes()}
@@ -383,17 +417,37 @@ def fit_gemm(gpu: GpuProfile, df: pd.DataFrame, start: Calibration) -> FitResult
     peak = np.where(fp8, (gpu.fp8_tflops or gpu.bf16_tflops) * 1e12, gpu.bf16_tflops * 1e12)
     hbm = gpu.mem_bandwidth_gbps * 1e9
 
+    k = sel["k"].to_numpy(float)
+
     def predict(c: Calibration) -> np.ndarray:
-        return np.asarray(gemm_seconds(
+        # The same terms as RooflineStepTime.sized_gemm_seconds, one table row = one GEMM.
+        size = nk / (nk + np.where(fp8, c.gemm_nk_half_fp8, c.gemm_nk_half))
+        t = np.asarray(gemm_seconds(
             m, 2 * m * nk, wbytes, peak_flops=peak,
-            efficiency=np.where(fp8, c.gemm_efficiency_fp8, c.gemm_efficiency),
+            efficiency=np.where(fp8, c.gemm_efficiency_fp8, c.gemm_efficiency) * size,
             m_half=c.gemm_m_half, hbm_bps=hbm, bw_efficiency=c.weight_bw_efficiency,
             latency_s=c.gemm_latency_us * US))
+        if c.fp8_act_quant:
+            t = t + np.where(fp8, 3.0 * m * k / (hbm * c.weight_bw_efficiency)
+                             + c.fp8_act_quant_latency_us * US, 0.0)
+        return t
 
     params = [Param("gemm_efficiency", 0.2, 1.0), Param("gemm_efficiency_fp8", 0.2, 1.0),
               Param("gemm_m_half", 1.0, 2048.0), Param("gemm_latency_us", 0.1, 50.0),
               Param("weight_bw_efficiency", 0.2, 1.0)]
-    return fit_params(params, start, predict, sel["latency_ms"].to_numpy(float) * 1e-3, tag="gemm")
+    if sized:
+        # NOTE: the tables include vLLM's per-token activation quantisation in the FP8 rows
+        # (CutlassFP8ScaledMMLinearKernel.apply_weights), and FP8 throughput falls much faster with
+        # the weight-matrix size than BF16 does; one efficiency and an M law alone leave the large
+        # FP8 shapes ~40 % too slow and the small ones ~35 % too fast.
+        start = start.model_copy(update={"fp8_act_quant": True, "gemm_nk_half": 1e6,
+                                         "gemm_nk_half_fp8": 2e6, "fp8_act_quant_latency_us": 2.0})
+        params += [Param("gemm_nk_half", 1e3, 1e9), Param("gemm_nk_half_fp8", 1e3, 1e9),
+                   Param("fp8_act_quant_latency_us", 0.0, 20.0)]
+    res = fit_params(params, start, predict, sel["latency_ms"].to_numpy(float) * 1e-3, tag="gemm")
+    if sized:
+        res.values["fp8_act_quant"] = True
+    return res
 
 
 def fit_attention(gpu: GpuProfile, ctx: pd.DataFrame, gen: pd.DataFrame,
@@ -484,31 +538,44 @@ def fit_allreduce(gpu: GpuProfile, df: pd.DataFrame, start: Calibration) -> FitR
                       tag="allreduce")
 
 
+def _moe_rows(df: pd.DataFrame, dtypes: Sequence[str]) -> pd.DataFrame:
+    """Balanced-routing, no-EP fused-MoE rows of ``dtypes`` at the served MoE models' shapes."""
+    key = pd.Series(list(zip(df["hidden_size"], df["inter_size"], df["topk"], df["num_experts"],
+                             df["moe_tp"], strict=True)), index=df.index)
+    return df[df["dtype"].isin(list(dtypes)) & (df["distribution"] == "balanced")
+              & (df["moe_ep"] == 1) & key.isin(moe_shapes())].sort_values(
+        ["dtype", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp", "num_tokens"],
+        kind="stable")
+
+
+def _moe_arrays(sel: pd.DataFrame) -> dict[str, np.ndarray]:
+    T = sel["num_tokens"].to_numpy(float)
+    k = sel["topk"].to_numpy(float)
+    E = sel["num_experts"].to_numpy(float)
+    expert = 3.0 * sel["hidden_size"].to_numpy(float) * sel["inter_size"].to_numpy(float) \
+        / sel["moe_tp"].to_numpy(float)
+    # NOTE: aiconfigurator's "balanced" distribution spreads the T·k routed tokens evenly, so a
+    # row touches min(E, T·k) experts (the tables' latency grows linearly in T up to T·k = E and
+    # is flat after), not the E·(1 − (1 − k/E)^T) of random routing the step model uses.
+    touched = (np.minimum(E, T * k) if BALANCED_MOE_TOUCHES_ALL
+               else np.asarray(touched_experts(E, k, T)))
+    return {"T": T, "k": k, "expert": expert, "touched": touched, "m": k * T / touched}
+
+
 def fit_moe(gpu: GpuProfile, df: pd.DataFrame, start: Calibration) -> FitResult:
     """Fused-MoE layers, balanced routing, no expert parallelism, at the served MoE models' shapes:
     bf16 (Triton) and fp8 block-scaled (Triton; the FP8 checkpoints of Qwen3 and MiniMax), one
     latency shared, ``gemm_m_half`` fixed from the dense fit."""
-    shapes = moe_shapes()
-    key = pd.Series(list(zip(df["hidden_size"], df["inter_size"], df["topk"], df["num_experts"],
-                             df["moe_tp"], strict=True)), index=df.index)
-    sel = df[df["dtype"].isin(["bfloat16", "fp8_block"]) & (df["distribution"] == "balanced")
-             & (df["moe_ep"] == 1) & key.isin(shapes)].sort_values(
-        ["dtype", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp", "num_tokens"],
-        kind="stable")
-    T = sel["num_tokens"].to_numpy(float)
-    k = sel["topk"].to_numpy(float)
-    E = sel["num_experts"].to_numpy(float)
+    sel = _moe_rows(df, ["bfloat16", "fp8_block"])
+    a = _moe_arrays(sel)
     fp8 = (sel["dtype"] == "fp8_block").to_numpy()
-    expert = 3.0 * sel["hidden_size"].to_numpy(float) * sel["inter_size"].to_numpy(float) \
-        / sel["moe_tp"].to_numpy(float)
-    touched = touched_experts(E, k, T)
     peak = np.where(fp8, (gpu.fp8_tflops or gpu.bf16_tflops) * 1e12, gpu.bf16_tflops * 1e12)
-    wbytes = touched * expert * np.where(fp8, 1.0, 2.0)
+    wbytes = a["touched"] * a["expert"] * np.where(fp8, 1.0, 2.0)
     hbm = gpu.mem_bandwidth_gbps * 1e9
 
     def predict(c: Calibration) -> np.ndarray:
         return np.asarray(gemm_seconds(
-            k * T / touched, 2.0 * T * k * expert, wbytes, peak_flops=peak,
+            a["m"], 2.0 * a["T"] * a["k"] * a["expert"], wbytes, peak_flops=peak,
             efficiency=np.where(fp8, c.moe_efficiency_fp8, c.moe_efficiency),
             m_half=c.gemm_m_half, hbm_bps=hbm,
             bw_efficiency=np.where(fp8, c.moe_bw_efficiency_fp8, c.moe_bw_efficiency),
@@ -518,6 +585,31 @@ def fit_moe(gpu: GpuProfile, df: pd.DataFrame, start: Calibration) -> FitResult:
               Param("moe_bw_efficiency", 0.05, 1.0), Param("moe_bw_efficiency_fp8", 0.05, 1.0),
               Param("moe_latency_us", 0.5, 200.0)]
     return fit_params(params, start, predict, sel["latency_ms"].to_numpy(float) * 1e-3, tag="moe")
+
+
+def fit_moe_fp4(gpu: GpuProfile, df: pd.DataFrame, start: Calibration) -> FitResult:
+    """MXFP4 weight-only (W4A16) fused-MoE layers — gpt-oss's Triton kernel — at the served
+    shapes, balanced routing: ``moe_*_fp4`` with their own latency (~40 us per call against ~30 us
+    for the bf16/fp8 kernels; a shared one drags the fp8 bandwidth efficiency to its bound);
+    ``gemm_m_half`` fixed from the dense fit, math at the BF16 peak."""
+    sel = _moe_rows(df, ["w4a16_mxfp4"])
+    a = _moe_arrays(sel)
+    wbytes = a["touched"] * a["expert"] * BYTES_PER_PARAM["fp4"]
+    hbm = gpu.mem_bandwidth_gbps * 1e9
+
+    def predict(c: Calibration) -> np.ndarray:
+        return np.asarray(gemm_seconds(
+            a["m"], 2.0 * a["T"] * a["k"] * a["expert"], wbytes, peak_flops=gpu.bf16_tflops * 1e12,
+            efficiency=c.moe_efficiency_fp4 or c.moe_efficiency, m_half=c.gemm_m_half,
+            hbm_bps=hbm, bw_efficiency=c.moe_bw_efficiency_fp4 or c.moe_bw_efficiency,
+            latency_s=(c.moe_latency_us_fp4 or c.moe_latency_us) * US))
+
+    start = start.model_copy(update={"moe_efficiency_fp4": 0.3, "moe_bw_efficiency_fp4": 0.5,
+                                     "moe_latency_us_fp4": 40.0})
+    params = [Param("moe_efficiency_fp4", 0.05, 1.0), Param("moe_bw_efficiency_fp4", 0.05, 1.0),
+              Param("moe_latency_us_fp4", 0.5, 200.0)]
+    return fit_params(params, start, predict, sel["latency_ms"].to_numpy(float) * 1e-3,
+                      tag="moe_fp4")
 
 
 # --------------------------------------------------------------------------------------------
@@ -777,9 +869,14 @@ def fit_kernels(gpu_name: str) -> tuple[Calibration, dict[str, float], list[str]
     r = fit_allreduce(gpu, _kernels(gpu.name, "allreduce", version, used), cal)
     cal = cal.model_copy(update=r.values)
     residuals.update(r.residuals)
-    mo = fit_moe(gpu, _kernels(gpu.name, "moe", version, used), cal)
+    moe = _kernels(gpu.name, "moe", version, used)
+    mo = fit_moe(gpu, moe, cal)
     cal = cal.model_copy(update=mo.values)
     residuals.update(mo.residuals)
+    if FP4_MOE:
+        m4 = fit_moe_fp4(gpu, moe, cal)
+        cal = cal.model_copy(update=m4.values)
+        residuals.update(m4.residuals)
     return cal, residuals, used, version
 
 
@@ -813,6 +910,17 @@ def fit_nvidia(gpu_name: str, overhead_from: CalibrationProfile | None = None) -
               f"models' per-rank head layouts -> attn_*, kv_bw_efficiency*; vLLM custom all-reduce "
               f"(CUDA-graph), 2/4/8 GPUs, 4 KiB-512 MiB -> allreduce_*; fused MoE bf16 + fp8 "
               f"block-scaled, balanced routing, the MoE models' shapes -> moe_*.")
+    if SIZED_GEMMS:
+        method += (" Dense GEMMs per class (QKV, O, router, gate-up, down) with efficiency x "
+                   "N*K/(N*K + gemm_nk_half[_fp8]) and, for fp8 (W8A8), vLLM's per-token "
+                   "activation quantisation as its own kernel (3 bytes per M*K element at "
+                   "weight_bw_efficiency + fp8_act_quant_latency_us).")
+    if BALANCED_MOE_TOUCHES_ALL:
+        method += (" A balanced MoE row touches min(E, T*k) experts (the table spreads tokens "
+                   "evenly).")
+    if FP4_MOE:
+        method += (" MXFP4 weight-only experts (gpt-oss Triton kernel, w4a16_mxfp4 rows) -> "
+                   "moe_*_fp4, fitted separately with their own latency.")
     commits = [f"aiconfigurator@{_commit('calibration/aiconfigurator')}"]
     if overhead_from is None:
         lib_used: list[str] = []
@@ -1047,6 +1155,12 @@ def fit_from_benchmark(path: str | Path, gpu: str, model: str, tp: int = 8,
         start = found.coefficients if found is not None else Calibration()
     kv_name = "kv_bw_efficiency_fp8" if kvdt == "fp8" else "kv_bw_efficiency"
     base = start.model_dump()
+    if base["step_overhead_us"] < 200.0:
+        # NOTE: a start without CPU overheads (the vLLM V1 prior) leaves nothing to scale; the
+        # overhead factor then scales the GPU-independent prior's step and per-sequence terms.
+        prior = Calibration()
+        base["step_overhead_us"] = prior.step_overhead_us
+        base["per_seq_overhead_us"] = prior.per_seq_overhead_us
 
     def cal_of(x: np.ndarray) -> Calibration:
         so, sb = math.exp(float(x[0])), math.exp(float(x[1]))
@@ -1149,7 +1263,9 @@ def _today() -> str:
 
 
 def _rounded(cal: Calibration) -> Calibration:
-    return Calibration(**{k: _round(float(v)) for k, v in cal.model_dump().items()})
+    vals: dict[str, Any] = {k: v if v is None or isinstance(v, bool) else _round(float(v))
+                            for k, v in cal.model_dump().items()}
+    return Calibration(**vals)
 
 
 def calibration_dir() -> Path:
@@ -1163,7 +1279,13 @@ def calibration_path(gpu: str, family: str, out_dir: Path | None = None) -> Path
 def changed_coefficients(a: Calibration, b: Calibration, tol: float = TOL) -> list[str]:
     """Names of coefficients differing by more than ``tol`` relative (absolute near zero)."""
     da, db = a.model_dump(), b.model_dump()
-    return [k for k in da if abs(da[k] - db[k]) > tol * max(abs(da[k]), abs(db[k]), 1e-9)]
+
+    def differ(x: Any, y: Any) -> bool:
+        if x is None or y is None or isinstance(x, bool) or isinstance(y, bool):
+            return bool(x != y)
+        return abs(x - y) > tol * max(abs(x), abs(y), 1e-9)
+
+    return [k for k in da if differ(da[k], db[k])]
 
 
 def _read(path: Path) -> CalibrationProfile | None:
@@ -1206,23 +1328,56 @@ def write_profile(prof: CalibrationProfile, out_dir: Path | None = None,
     return path
 
 
+def split_v1_v0(f: GpuFit) -> list[GpuFit]:
+    """An NVIDIA fit whose overheads come from the pre-V1 LLM-Inference-Bench engine → the same
+    kernels as two files: the vLLM-0.24 family with ``V1_OVERHEADS`` (prior) and ``V0_FAMILY``
+    with the fitted (or copied) pre-V1 overheads."""
+    p = f.profile
+    v0_method = (p.provenance.method + f" Family {V0_FAMILY}: these overheads describe a pre-V1 "
+                 "vLLM engine (synchronous scheduling; LLM-Inference-Bench, 2024); choose it with "
+                 f"step_time.calibration: {V0_FAMILY} for vLLM < 0.8 (the dstack-405b runs used "
+                 "0.6.3).")
+    v0 = p.model_copy(update={"vllm_family": V0_FAMILY, "provenance": p.provenance.model_copy(
+        update={"method": v0_method})})
+    v1_method = (p.provenance.method + " step_overhead_us, per_seq_overhead_us and "
+                 "per_token_overhead_us are then replaced by a vLLM V1 PRIOR (not a fit): "
+                 f"{', '.join(f'{k} = {v:g}' for k, v in V1_OVERHEADS.items())}. V1 overlaps "
+                 "scheduling, input preparation and output processing with the GPU's previous "
+                 "step (async scheduling in the engine-core process), and NVIDIA's aiconfigurator "
+                 "prices a vLLM step as the sum of its kernel times with no CPU term "
+                 "(sdk/backends/vllm_backend.py run_agg); the fitted pre-V1 values are kept in "
+                 f"{p.gpu}__vllm-{V0_FAMILY}.yaml. layer_overhead_us (GPU kernels) is kept.")
+    v1 = p.model_copy(update={
+        "coefficients": p.coefficients.model_copy(update=V1_OVERHEADS),
+        "provenance": p.provenance.model_copy(update={"method": v1_method})})
+    return [GpuFit(v1, [*f.notes, "CPU overheads: vLLM V1 prior"]),
+            GpuFit(v0, [*f.notes, f"family {V0_FAMILY}: pre-V1 overheads"])]
+
+
 def fit_all(gpus: Sequence[str] | None = None) -> list[GpuFit]:
     """Refit every GPU (or ``gpus``) that has data; MI325X follows MI300X, H200 follows H100."""
     want = [g for g in GPUS if gpus is None or g in gpus]
     fits: dict[str, GpuFit] = {}
+    extra: dict[str, GpuFit] = {}
     if "H100-SXM" in want or "H200-SXM" in want:
         h100 = fit_nvidia("H100-SXM")
-        if "H100-SXM" in want:
-            fits["H100-SXM"] = h100
+        nv = {"H100-SXM": h100}
         if "H200-SXM" in want:
-            fits["H200-SXM"] = fit_nvidia("H200-SXM", overhead_from=h100.profile)
+            nv["H200-SXM"] = fit_nvidia("H200-SXM", overhead_from=h100.profile)
+        for g, f in nv.items():
+            if g not in want:
+                continue
+            if V1_OVERHEAD_PRIOR:
+                fits[g], extra[g] = split_v1_v0(f)
+            else:
+                fits[g] = f
     if "MI300X" in want or "MI325X" in want:
         mi = fit_mi300x()
         if "MI300X" in want:
             fits["MI300X"] = mi
         if "MI325X" in want:
             fits["MI325X"] = derive_mi325x(mi.profile)
-    return [fits[g] for g in want if g in fits]
+    return [f for g in want for f in (fits.get(g), extra.get(g)) if f is not None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1242,8 +1397,11 @@ def print_fits(profiles: Sequence[CalibrationProfile]) -> None:
     t.add_column("coefficient")
     for p in profiles:
         t.add_column(f"{p.gpu} ({p.vllm_family})", justify="right")
+    def cell(v: Any) -> str:
+        return "-" if v is None else str(v).lower() if isinstance(v, bool) else f"{v:.4g}"
+
     for name in Calibration.model_fields:
-        t.add_row(name, *(f"{getattr(p.coefficients, name):.4g}" for p in profiles))
+        t.add_row(name, *(cell(getattr(p.coefficients, name)) for p in profiles))
     con.print(t)
     r = Table(title="fit residuals (|rel. error| on the fit set)", show_edge=False)
     r.add_column("gpu")

@@ -13,14 +13,19 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
     aiconfigurator's measured vLLM points (``datasets.silicon_points("vllm")``, deduplicated), H100
     and H200, aggregated mode. The client is closed loop: ``--max-concurrency c`` clients, fixed
     ISL/OSL (random tokens, no prefix sharing), every response waited for. aiconfigurator's eval
-    runners send ``num_prompts = 10 × c`` requests (``bench_serving``: no warm-up, all requests
-    counted; ``genai-perf``: 2 × c warm-up requests excluded) — so the measured mean mixes one
-    *first wave* (c prompts arriving together at t = 0) with nine steady-state waves. We simulate
+    runners (src/aiconfigurator/eval/benchmarks/) send ``num_prompts = 10 × c`` requests
+    (``bench_serving``: ``--random-range-ratio 1``, no warm-up, all requests counted;
+    ``genai-perf``: input/output stddev 0, ``ignore_eos``, ``min_tokens = max_tokens = OSL``, 2 × c
+    warm-up requests excluded). Which runner produced a row is not recorded, but the data rules
+    out counting the first wave (*c* prompts arriving together at t = 0): H200 Llama-3.1-8B FP8
+    c96 4000/500 has a measured mean TTFT of 121 ms, while its first wave alone (384k prompt
+    tokens, ≥ 3.1 s of prefill at 100 % of the FP8 peak) would add ≥ 155 ms to a 10-wave mean.
+    With ``WARMUP_EXCLUDED`` (the genai-perf protocol) the steady wave alone is compared. We simulate
     ``SIM_WAVES`` = 3 waves (3 × c requests): wave 1 = the first c requests, wave 2 = the next c,
     which run entirely under full concurrency; wave 3 only keeps wave 2 loaded (and is dropped
     for long-output points, where it changes nothing: :func:`sim_waves`). A mean is then
-    mirrored as ``(1/K) × wave1 + (1 − 1/K) × wave2`` with ``K = BENCH_WAVES`` = 10, as a
-    bench_serving run with no warm-up counts it (vLLM's own benchmark counts every request too).
+    mirrored as ``(1/K) × wave1 + (1 − 1/K) × wave2`` with ``K = BENCH_WAVES`` = 10 when the first
+    wave is counted (a bench_serving run with no warm-up), or wave 2 alone (``WARMUP_EXCLUDED``).
     This reproduces a 10-wave run at a third of the cost (the tail of the last wave, where
     concurrency drains, is left out: it moves a 10-wave mean by well under 1/K); checked against
     full 10-wave simulations of the H200 Llama-3.1-70B points: within 8 % on TTFT, 2 % on TPOT.
@@ -62,7 +67,10 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
     p90, p99, mean TPOT and output throughput. The MI300X runs are pathological per the data's
     author (TPOT 0.64–1.6 s, multi-step scheduling with 15 steps, ``VLLM_RPC_TIMEOUT`` hangs) and
     are reported flagged ``pathological``. vLLM 0.6.3 is the V0 engine; we simulate the V1
-    scheduler (no multi-step, no V0 prefill-first batches): this suite shows that gap too.
+    scheduler (no multi-step, no V0 prefill-first batches): this suite shows that gap too. Its
+    step times use the GPU's pre-V1 calibration family when there is one (``v0``: the same kernel
+    coefficients with the CPU overheads fitted on a 2024 vLLM; :func:`dstack_calibration`) —
+    chosen by the engine version the run recorded, not by its outcome.
 
 ``rocm-mi300x``
     ROCm's vLLM dev-docker fixed-batch latency (``benchmark_latency``: ``batch`` prompts at once,
@@ -116,6 +124,7 @@ from simulator.config import (
     OfflineArrivals,
     PoissonArrivals,
     Scenario,
+    StepTimeConfig,
     WorkloadConfig,
 )
 from simulator.errors import ConfigError
@@ -125,6 +134,10 @@ SUITES: tuple[str, ...] = ("silicon-dense", "silicon-moe", "dstack-405b", "rocm-
 
 BENCH_WAVES = 10
 """Waves of ``c`` requests in the silicon benchmarks (aiconfigurator eval: num_prompts = 10 × c)."""
+WARMUP_EXCLUDED = True
+"""Silicon means exclude the start-up wave (aiconfigurator's genai-perf runner:
+``--warmup-request-count 2c``), so the steady wave alone is compared; False mirrors a bench_serving
+run that counts its first wave (:func:`mirror_mean`)."""
 SIM_WAVES = 3
 """Waves simulated per silicon point (wave 1 = start-up burst, wave 2 = steady state, wave 3 = load)."""
 LONG_OUTPUT_RATIO = 4
@@ -206,11 +219,17 @@ KNOWN_GAPS: tuple[str, ...] = (
     "that finish in the same step come back in the same step and their prefills queue behind each "
     "other wave after wave. Real benchmark clients drift apart (HTTP, detokenisation, step-time "
     "noise), so measured mean TTFT grows far more slowly with concurrency than the simulated one; "
-    "much of the silicon TTFT over-prediction comes from this rather than from the step time (a "
-    "±2 % output-length jitter, which desynchronises the simulated clients, cuts the simulated "
-    "steady-state TTFT 2–6× on H200 Llama-3.1-70B TP8).",
-    "Silicon benchmarks: the number of prompts and warm-up are not recorded; a 10-wave "
-    "bench_serving run (num_prompts = 10 × concurrency, first wave counted) is assumed.",
+    "much of the silicon TTFT over-prediction comes from this rather than from the step time. The "
+    "real runs provably are not in lock-step: H200 Llama-3.1-70B FP8 TP1 c8 1024/1024 measures a "
+    "255 ms mean TTFT, below the ≥ 580 ms that eight 1024-token prefills in one step take even at "
+    "100 % of the FP8 peak. A deterministic serial front end (1–2 ms per request) only splits a "
+    "lock-stepped wave once and then locks into a new cycle; reproducing the drift needs a "
+    "stochastic client/front-end model with measured timing, which the data does not provide.",
+    "Silicon benchmarks: the benchmark tool, number of prompts and warm-up are not recorded per "
+    "row; aiconfigurator's runners send 10 × concurrency requests, and the means are compared "
+    "either as the genai-perf runner takes them (2 × concurrency warm-up requests excluded: "
+    "WARMUP_EXCLUDED, which the data supports — see simulator/calibrate/validate.py) or as a "
+    "bench_serving run that counts its first wave.",
     "Expert parallelism and attention data parallelism are not modelled (EP over the TP group is "
     "simulated as TP; dp > 1 points are skipped).",
     "dstack runs used vLLM 0.6.3 (V0 engine; MI300X with 15-step multi-step scheduling); the "
@@ -583,6 +602,16 @@ def _reason_counts(skipped: Iterable[Skipped]) -> str:
     return "; ".join(f"{n} × {k}" for k, n in sorted(counts.items()))
 
 
+def dstack_calibration(gpu: str) -> str:
+    """Calibration family the dstack runs (vLLM 0.6.3, pre-V1 engine) are simulated with: the
+    GPU's pre-V1 family when one exists (``fit.V0_FAMILY``: the same kernels with pre-V1 CPU
+    overheads), else the GPU's newest."""
+    from simulator.calibrate.fit import V0_FAMILY
+    from simulator.profiles import find_calibration
+
+    return V0_FAMILY if find_calibration(gpu, V0_FAMILY) is not None else "auto"
+
+
 def dstack_scenario(gpu: str, qps: float, n_requests: int, name: str = "dstack") -> Scenario:
     """Llama-3.1-405B FP8 TP8 with the run's engine flags, Poisson arrivals at ``qps``."""
     return Scenario(
@@ -591,6 +620,7 @@ def dstack_scenario(gpu: str, qps: float, n_requests: int, name: str = "dstack")
         model=ModelConfig(name="Llama-3.1-405B", weight_dtype="fp8"),
         fleet=FleetConfig(gpu=gpu, tp=8, replicas=1),
         engine=EngineConfig(**DSTACK_ENGINE[gpu]),
+        step_time=StepTimeConfig(calibration=dstack_calibration(gpu)),
         workload=WorkloadConfig(arrival=PoissonArrivals(rate=qps),
                                 input_len=FixedLength(value=1), output_len=FixedLength(value=1),
                                 num_requests=n_requests),
@@ -836,8 +866,12 @@ def predict_case(case: Case) -> tuple[dict[str, float], str]:
         osl = int(case.info["osl"])
         ids = req["request_id"].to_numpy()
         w1, w2 = req[ids < c], req[(ids >= c) & (ids < 2 * c)]
-        ttft = mirror_mean(_mean(w1["ttft_s"]), _mean(w2["ttft_s"])) * 1000
-        tpot = mirror_mean(_mean(w1["tpot_s"]), _mean(w2["tpot_s"])) * 1000
+        if WARMUP_EXCLUDED:
+            ttft = _mean(w2["ttft_s"]) * 1000
+            tpot = _mean(w2["tpot_s"]) * 1000
+        else:
+            ttft = mirror_mean(_mean(w1["ttft_s"]), _mean(w2["ttft_s"])) * 1000
+            tpot = mirror_mean(_mean(w1["tpot_s"]), _mean(w2["tpot_s"])) * 1000
         return {"ttft_mean": ttft, "tpot_mean": tpot,
                 "throughput": closed_loop_throughput(c, osl, ttft, tpot)}, cal
     if case.kind == "replay":

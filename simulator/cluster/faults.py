@@ -137,19 +137,20 @@ def _mtbf(env: simpy.Environment, fleet: Fleet, cfg: MtbfConfig,
 def health_checker(env: simpy.Environment, fleet: Fleet, interval_s: float, failures: int,
                    successes: int) -> Generator[simpy.Event, Any, None]:
     """Probe every replica each ``interval_s``; flip the router's view after enough probes."""
-    bad = [0] * len(fleet.replicas)
-    good = [0] * len(fleet.replicas)
+    # NOTE: keyed by replica id, not sized once: an autoscaler adds replicas during the run.
+    bad: dict[int, int] = {}
+    good: dict[int, int] = {}
     while True:
         yield env.timeout(interval_s)
         for rep in fleet.replicas:
             st = fleet.states[rep.id]
             if rep.alive:
                 bad[rep.id] = 0
-                good[rep.id] += 1
+                good[rep.id] = good.get(rep.id, 0) + 1
                 if not st.healthy and good[rep.id] >= successes:
                     fleet.set_healthy(rep, True)
             else:
                 good[rep.id] = 0
-                bad[rep.id] += 1
+                bad[rep.id] = bad.get(rep.id, 0) + 1
                 if st.healthy and bad[rep.id] >= failures:
                     fleet.set_healthy(rep, False)

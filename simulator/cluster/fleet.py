@@ -89,6 +89,10 @@ class Pool:
     """Prefill pools: the name of their decode pool."""
     deployment: Any = None
     replicas: list[Replica] = field(default_factory=list)
+    make_scheduler: Callable[[], Scheduler] | None = None
+    """Builds a replica's scheduler (kept for replicas added at run time)."""
+    step_time: StepTimeModel | None = None
+    """The pool's step-time model (kept for replicas added at run time)."""
     decode: Pool | None = None
     group: Group | None = None
 
@@ -134,6 +138,17 @@ class Fleet:
         self.transfer_s: list[float] = []
         self.ejections = 0
         self._scraped_waiting = 0
+        self._retired: set[int] = set()
+        """Replicas removed by the autoscaler (no longer sampled)."""
+        self.hold_when_empty: set[Group] = set()
+        """Groups whose requests wait in the router queue while they have no routable replica
+        (an autoscaled pool at zero or still loading) instead of getting 503."""
+        self.ttft_obs: list[tuple[float, str, float]] | None = None
+        """(time, pool, TTFT) of completed attempts, for the autoscaler's TTFT histogram (None: off)."""
+        self.gen_tokens: dict[int, int] = {}
+        """Replica id → output tokens of its completed attempts (with ``ttft_obs`` on)."""
+        self.fast_path = True
+        """Replicas use the decode fast path (``sim.fast_path``; set before ``add_pool``)."""
 
     # ---- build ---------------------------------------------------------------------------------
     def add_pool(self, pool: Pool, replicas: int, make_scheduler: Callable[[], Scheduler],
@@ -141,14 +156,52 @@ class Fleet:
         """Create ``replicas`` replicas of ``pool``."""
         self.pools.append(pool)
         self.recorder.pool_models[pool.name] = pool.served
-        for i in range(replicas):
-            rep = Replica(self.env, len(self.replicas), make_scheduler, step_time, self.recorder,
-                          self.on_finish, pool=pool, index=i, role=pool.role)
-            pool.replicas.append(rep)
-            self.replicas.append(rep)
-            self.states.append(ReplicaState(rep, rep.id))
-            self._up(rep)
+        pool.make_scheduler, pool.step_time = make_scheduler, step_time
+        for _ in range(replicas):
+            self._up(self.new_replica(pool))
         return pool
+
+    def new_replica(self, pool: Pool) -> Replica:
+        """Build one more replica of ``pool`` (at build time, or when an autoscaled replica
+        becomes ready). It is routable once its pool's group includes it (``build``, or
+        :meth:`attach_replica`)."""
+        assert pool.make_scheduler is not None and pool.step_time is not None
+        rep = Replica(self.env, len(self.replicas), pool.make_scheduler, pool.step_time,
+                      self.recorder, self.on_finish, pool=pool, index=len(pool.replicas),
+                      role=pool.role, fast_path=self.fast_path)
+        pool.replicas.append(rep)
+        self.replicas.append(rep)
+        self.states.append(ReplicaState(rep, rep.id))
+        return rep
+
+    def attach_replica(self, rep: Replica) -> None:
+        """A replica added at run time joins its pool's router group and takes held requests."""
+        st = self.states[rep.id]
+        g = rep.pool.group
+        if g is not None and g not in st.groups:
+            g.states.append(st)
+            st.groups.append(g)
+        st.scrape()
+        self._released(st)
+
+    def is_drained(self, rep: Replica) -> bool:
+        """No attempt is on ``rep`` or pulling KV from it."""
+        if self.states[rep.id].outstanding:
+            return False
+        return not any(a.replica is rep or a.src is rep for a in self._att.values())
+
+    def retire_replica(self, rep: Replica) -> None:
+        """Remove a drained replica (scale-down): its engine stops, the router forgets it. The
+        caller ends its lifetime row."""
+        st = self.states[rep.id]
+        for g in st.groups:
+            if st in g.states:
+                g.states.remove(st)
+        st.groups.clear()
+        st.draining = True
+        if rep.alive:
+            rep.crash()
+        self._retired.add(rep.id)
 
     def _up(self, rep: Replica) -> None:
         p = rep.pool
@@ -400,6 +453,8 @@ class Fleet:
         for g in order:
             cands = g.candidates(att.tenant, now)
             if not cands:
+                if sat is None and self.hold_when_empty and g in self.hold_when_empty:
+                    sat = g  # autoscaled pool with nothing ready yet: hold, do not 503
                 continue
             free = cands if max_out is None else [s for s in cands if s.outstanding < max_out]
             if not free:
@@ -491,6 +546,9 @@ class Fleet:
                 if att is None:
                     break
                 cands = g.candidates(att.tenant, now)
+                if not cands and self.hold_when_empty and g in self.hold_when_empty:
+                    q.push_front(att)  # still nothing ready: keep holding
+                    break
                 if not cands:
                     if q is g.queue:  # the group lost its replicas: route it afresh
                         att.stage = Stage.INBOUND
@@ -604,6 +662,12 @@ class Fleet:
         self.gateway.settle(att, now)
         if outcome == names.COMPLETED and att.group is not None:
             att.group.queue.served(att.tenant, att.req.num_output_tokens)
+        if self.ttft_obs is not None and outcome == names.COMPLETED and att.replica is not None:
+            req = att.req
+            if req.first_token_time >= 0:
+                self.ttft_obs.append((now, att.pool, req.first_token_time - req.arrival_time))
+            rid = att.replica.id
+            self.gen_tokens[rid] = self.gen_tokens.get(rid, 0) + req.num_output_tokens
         if att.back_s > 0:
             att.stage = Stage.RETURNING
             self._later(att.back_s, self._deliver, att, outcome, reason)
@@ -679,6 +743,8 @@ class Fleet:
                 if rep.alive:
                     sample((now, rep.id, rep.num_running, rep.num_waiting, rep.kv_usage,
                             states[rep.id].outstanding))
+                elif self._retired and rep.id in self._retired:
+                    continue
                 else:
                     sample((now, rep.id, 0, 0, 0.0, states[rep.id].outstanding))
             yield env.timeout(interval)

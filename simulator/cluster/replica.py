@@ -12,6 +12,22 @@ token is not the client's (the decode replica produces the first token the clien
 *decode* replica admits requests whose prompt KV arrives over a link (:mod:`simulator.cluster.disagg`):
 their blocks are reserved first, then the request joins RUNNING when the transfer is done.
 
+Decode fast path (``sim.fast_path``, on by default; per-request results are identical with it off).
+In a busy replica most running requests are plain decodes: each step they compute one token, and
+vLLM's scheduler gives each of them exactly that as long as the token budget and the free blocks
+suffice. Such a request becomes *lazy*: its computed and output counters and its streamed tokens are
+not touched step by step but derived from the replica's fast-path step counter and the list of step
+end times, and applied when it finishes, is aborted, or someone reads per-request state
+(:meth:`Replica.sync`). What can still change per step is done per step, in the scheduler's order:
+a lazy request's block allocation at each block boundary and the hashing of each block it fills
+(from a heap keyed by step), the requests that are not lazy (prefill chunks, new admissions, which go
+through the scheduler's own code), and the step row. A step is only taken this way when it provably
+schedules every running request in full (the token budget covers them all and the free blocks cover
+every allocation, so no preemption); otherwise every lazy request is applied and the step goes
+through :meth:`Scheduler.schedule` as usual. The step time comes from the step's totals
+(``predict_totals``, the same number as ``predict``), the clock advances by the same timeouts, and
+the gauges observers read (running and waiting counts, KV-cache usage) are exact at all times.
+
 Leaves out: async scheduling (overlap of CPU scheduling with the GPU step), detokenisation and
 network time between the engine and the client, API-server queueing; a prefill replica frees its KV
 blocks when its request finishes rather than when the decode side has pulled them.
@@ -19,6 +35,7 @@ blocks when its request finishes rather than when the decode side has pulled the
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
@@ -27,7 +44,7 @@ import simpy
 
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
-from simulator.engine.scheduler import Scheduler
+from simulator.engine.scheduler import Scheduler, StepPlan
 from simulator.engine.step_time import StepTimeModel
 from simulator.metrics.recorder import Recorder
 
@@ -36,13 +53,38 @@ def _no_token(req: Request, now: float) -> None:
     """A prefill replica's sampled token is discarded by the P/D proxy (see module docstring)."""
 
 
+_ALLOC, _HASH = 0, 1
+"""Kinds of block action of a lazy request (allocation first when both fall in one step)."""
+_RUNNING = RequestStatus.RUNNING
+
+
+class _Step:
+    """An engine step in progress that was scheduled on the fast path."""
+
+    __slots__ = ("dt", "entries", "lazy", "n_dec", "n_seqs", "n_tok", "num_new")
+
+    def __init__(self, entries: list[tuple[Request, int, int]], lazy: bool, dt: float,
+                 n_seqs: int, n_tok: int, n_dec: int, num_new: int) -> None:
+        self.entries = entries
+        """(request, new tokens, context before) of the requests scheduled one by one, in the
+        scheduler's order; after a mid-step sync, of every request in the step."""
+        self.lazy = lazy
+        """Lazy requests take part (and have not been applied since the step was scheduled)."""
+        self.dt = dt
+        self.n_seqs = n_seqs
+        self.n_tok = n_tok
+        self.n_dec = n_dec
+        self.num_new = num_new
+
+
 class Replica:
     """Scheduler + KV cache + step-time model, driven by one SimPy process."""
 
     def __init__(self, env: simpy.Environment, replica_id: int,
                  make_scheduler: Callable[[], Scheduler], step_time: StepTimeModel,
                  recorder: Recorder, on_finish: Callable[[Request, Replica], None],
-                 pool: Any = None, index: int = 0, role: str = "mixed") -> None:
+                 pool: Any = None, index: int = 0, role: str = "mixed", *,
+                 fast_path: bool = True) -> None:
         self.env = env
         self.id = replica_id
         self.pool = pool
@@ -67,6 +109,15 @@ class Replica:
         """Requests holding blocks here whose KV is still on the link."""
         self._dead_stats = [0, 0, 0]
         """Preemptions, prefix queries and hits of schedulers lost in crashes."""
+        self._predict_totals = getattr(step_time, "predict_totals", None)
+        self.fast_path = bool(fast_path) and self._predict_totals is not None and role != "prefill"
+        """Decode fast path on (see module docstring): asked for, and the step-time model can
+        predict a step from its totals."""
+        self.fast_steps = 0
+        """Steps scheduled on the fast path (its share of ``num_steps``)."""
+        self._step: _Step | None = None
+        """The step in progress, when the fast path scheduled it."""
+        self._reset_fast()
         self.process = env.process(self.run())
 
     # ---- what a router / scraper sees ------------------------------------------------------
@@ -105,6 +156,8 @@ class Replica:
 
     def abort(self, req: Request) -> bool:
         """Client gone: drop the request wherever it is here and free its blocks."""
+        if req.lazy_g0 >= 0 and req in self._lazy:
+            self._apply(req)
         for k, (r, _) in enumerate(self.pending):
             if r is req:
                 del self.pending[k]
@@ -149,6 +202,9 @@ class Replica:
         self.num_transferring -= 1
         req.status = RequestStatus.RUNNING
         self.scheduler.running.append(req)
+        req.run_seq = self._seq
+        self._seq += 1
+        self._eager.append(req)
         self._kick()
 
     def drop_reserved(self, req: Request) -> None:
@@ -156,49 +212,354 @@ class Replica:
         self.num_transferring -= 1
         self.kv.free_request(req)
         self._admit_pending()
+        self._kick()  # the freed blocks may be what a preempted request waits for
 
     # ---- the engine loop -------------------------------------------------------------------
     def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        sched = self.scheduler
-        token = self._token
         predict = self.step_time.predict
-        step = self.recorder.step
         try:
             while True:
-                if not sched.has_work():
+                sched = self.scheduler
+                while not sched.has_work():  # a kick may find nothing to do (a dropped transfer)
                     self._wake = env.event()
                     yield self._wake
                     self._wake = None
+                if self.fast_path:
+                    fast = self._fast_schedule()
+                    if fast is not None:
+                        start = env.now
+                        for req, _n, ctx in fast.entries:
+                            if req.scheduled_time < 0 and ctx == req.num_cached_tokens:
+                                req.scheduled_time = start
+                        self._step = fast
+                        yield env.timeout(fast.dt)
+                        self._step = None
+                        self._finish_fast(fast, start)
+                        continue
+                    self.sync()  # the step goes the ordinary way: apply every lazy request
                 plan = sched.schedule()
+                if plan.is_empty and self.num_transferring:
+                    # Disaggregated decode: every free block is reserved for KV still on the link
+                    # (a preempted request waits to recompute). Sleep until a transfer lands
+                    # (start_decoding) or is dropped (drop_reserved), as vLLM's scheduler idles.
+                    self._wake = env.event()
+                    yield self._wake
+                    self._wake = None
+                    continue
                 if plan.is_empty:
                     raise RuntimeError(
                         f"replica {self.id}: requests are waiting but none can be scheduled "
                         f"(KV cache of {self.kv.num_blocks} blocks too small for the head request)")
+                if self.fast_path:
+                    self._reseq()
                 start = env.now
                 for req, ctx in zip(plan.requests, plan.context_lens, strict=True):
                     if req.scheduled_time < 0 and ctx == req.num_cached_tokens:
                         req.scheduled_time = start
                 dt = predict(plan)
                 yield env.timeout(dt)
-                self.busy_time += dt
-                self.num_steps += 1
-                produced, finished = sched.update(plan)
-                now = env.now
-                for req in produced:
-                    token(req, now)
-                n_tok = plan.num_tokens
-                n_dec = sum(1 for n in plan.num_new_tokens if n == 1)
-                step((self.id, start, dt, plan.num_seqs, n_tok, n_tok - n_dec, n_dec,
-                      plan.num_scheduled_new, len(plan.preempted), sched.num_waiting,
-                      self.kv.usage))
-                for req in finished:
-                    req.finish_time = now
-                    self.on_finish(req, self)
-                if self.pending:
-                    self._admit_pending()
+                self._finish_step(plan, start, dt)
         except simpy.Interrupt:
             return  # crashed: see crash()
+
+    def _finish_step(self, plan: StepPlan, start: float, dt: float) -> None:
+        """The step's GPU time is over: apply its outputs (vLLM ``update_from_output``)."""
+        sched = self.scheduler
+        self.busy_time += dt
+        self.num_steps += 1
+        produced, finished = sched.update(plan)
+        now = self.env.now
+        token = self._token
+        for req in produced:
+            token(req, now)
+        n_tok = plan.num_tokens
+        n_dec = plan.num_new_tokens.count(1)
+        self.recorder.step((self.id, start, dt, plan.num_seqs, n_tok, n_tok - n_dec, n_dec,
+                            plan.num_scheduled_new, len(plan.preempted), sched.num_waiting,
+                            self.kv.usage))
+        for req in finished:
+            req.finish_time = now
+            self.on_finish(req, self)
+        if self.pending:
+            self._admit_pending()
+
+    # ---- decode fast path (see module docstring) -------------------------------------------
+    def _reset_fast(self) -> None:
+        self._g = 0
+        """Fast-path steps whose tokens lazy requests have produced."""
+        self._ends: list[float] = []
+        """End time of fast-path step ``_g0 + k`` at index k."""
+        self._g0 = 0
+        self._lazy: set[Request] = set()
+        self._lazy_ctx = 0
+        """Summed context (computed tokens) of the lazy requests."""
+        self._due: list[tuple[int, int, int, int, Request]] = []
+        """Heap of block actions (step, run_seq, kind, lazy_g0, request)."""
+        self._fin: list[tuple[int, int, int, Request]] = []
+        """Heap of last steps (step, run_seq, lazy_g0, request)."""
+        self._eager: list[Request] = []
+        """Running requests that are not lazy, in RUNNING order."""
+        self._seq = 0
+        self._step = None
+
+    def _reseq(self) -> None:
+        """After an ordinary step: number RUNNING afresh; nothing is lazy."""
+        seq = self._seq
+        running = self.scheduler.running
+        for k, req in enumerate(running):
+            req.run_seq = seq + k
+        self._seq = seq + len(running)
+        self._eager = list(running)
+
+    def _join(self, req: Request, g: int) -> bool:
+        """Make a running plain decode lazy from fast-path step ``g``; False if it is not one."""
+        out = req.num_output_tokens
+        c = req.num_computed_tokens
+        n_tok = req.prompt_len + out
+        if c != n_tok - 1 or out < 1 or req.scheduled_time < 0:
+            return False
+        kv = self.kv
+        bs = kv.block_size
+        rid = req.request_id
+        ja = len(kv.req_blocks[rid]) * bs - c  # steps until its next block
+        if ja < 0:
+            return False
+        if kv.enable_caching:
+            jh = (kv.num_cached_blocks[rid] + 1) * bs - c - 1  # steps until its next full block
+            if jh < 0:
+                return False
+        else:
+            jh = -1
+        left = min(req.max_tokens - out, self.scheduler.config.max_model_len - n_tok)
+        fin = g + left - 1
+        seq = req.run_seq
+        req.lazy_g0, req.lazy_c0, req.lazy_out0, req.lazy_fin = g, c, out, fin
+        if g + ja <= fin:
+            heapq.heappush(self._due, (g + ja, seq, _ALLOC, g, req))
+        # NOTE: the blocks a never-preempted request fills while decoding carry hashes unique to it
+        # (Request.block_hash) that no one can look up while it runs and no eviction can touch
+        # while it holds them, so hashing them when it is applied (before its blocks are freed)
+        # leaves the cache exactly as hashing them step by step. A resumed request may meet its
+        # own old blocks in the cache: its blocks are hashed step by step.
+        if jh >= 0 and g + jh <= fin and (req.num_preemptions or req.prefix_hashes):
+            heapq.heappush(self._due, (g + jh, seq, _HASH, g, req))
+        heapq.heappush(self._fin, (fin, seq, g, req))
+        self._lazy.add(req)
+        self._lazy_ctx += c
+        return True
+
+    def _apply(self, req: Request) -> None:
+        """Apply a lazy request's deferred counters and tokens; it is no longer lazy."""
+        g0 = req.lazy_g0
+        k = self._g - g0
+        if k:
+            i = g0 - self._g0
+            self.recorder.token_run([req], self._ends[i:i + k])
+        req.num_output_tokens = req.lazy_out0 + k
+        c = req.lazy_c0 + k
+        step = self._step
+        # NOTE: in the middle of a step that scheduled it, its token is being computed.
+        done = c + 1 if step is not None and step.lazy else c
+        req.num_computed_tokens = done
+        kv = self.kv
+        if kv.enable_caching and not (req.num_preemptions or req.prefix_hashes):
+            kv.cache_full_blocks(req, done)  # the hashing deferred by _join()
+        req.lazy_g0 = -1
+        self._lazy.discard(req)
+        self._lazy_ctx -= c
+
+    def sync(self) -> None:
+        """Apply every lazy request now (see module docstring). Whatever reads per-request
+        engine state of this replica from outside (its counters, tokens) calls this first."""
+        if not self._lazy:
+            return
+        lazy = sorted(self._lazy, key=lambda r: r.run_seq)
+        step = self._step
+        if step is not None and step.lazy:
+            # The step in progress now finishes the ordinary way, over every request in it.
+            g = self._g
+            full = step.entries + [(r, 1, r.lazy_c0 + g - r.lazy_g0) for r in lazy]
+            full.sort(key=lambda e: e[0].run_seq)
+        for req in lazy:
+            self._apply(req)
+        if step is not None and step.lazy:
+            step.entries = full
+            step.lazy = False
+        self._due.clear()
+        self._fin.clear()
+        self._ends.clear()
+        self._g0 = self._g
+        self._eager = list(self.scheduler.running)
+
+    def _act(self, e: tuple[int, int, int, int, Request]) -> None:
+        g, _seq, kind, g0, req = e
+        kv = self.kv
+        if kind == _ALLOC:
+            kv.append_block(req)
+        else:
+            kv.cache_full_blocks(req, req.lazy_c0 + (g - g0) + 1)
+        nxt = g + kv.block_size
+        if nxt <= req.lazy_fin:
+            heapq.heappush(self._due, (nxt, e[1], kind, g0, req))
+
+    def _fast_schedule(self) -> _Step | None:
+        """Schedule the next step on the fast path, or None when it could preempt or run out of
+        token budget (then nothing has changed and the ordinary path takes it)."""
+        sched = self.scheduler
+        kv = self.kv
+        cfg = sched.config
+        g = self._g
+        eager: list[Request] = []
+        for req in self._eager:
+            if req.status == _RUNNING and not self._join(req, g):
+                eager.append(req)
+        self._eager = eager
+        n_lazy = len(self._lazy)
+        threshold = cfg.long_prefill_token_threshold
+        max_len = cfg.max_model_len
+        kv_max = kv.max_model_len
+        bs = kv.block_size
+        req_blocks = kv.req_blocks
+        demand = n_lazy
+        blocks = 0
+        ns: list[int] = []
+        for req in eager:
+            c = req.num_computed_tokens
+            n = req.prompt_len + req.num_output_tokens - c
+            if 0 < threshold < n:
+                n = threshold
+            if n > max_len - 1 - c:
+                n = max_len - 1 - c
+            ns.append(n)
+            if n > 0:
+                demand += n
+                need = c + n
+                if kv_max is not None and need > kv_max:
+                    need = kv_max
+                have = req_blocks.get(req.request_id)
+                more = -(-need // bs) - (len(have) if have is not None else 0)
+                if more > 0:
+                    blocks += more
+        budget = cfg.max_num_batched_tokens
+        if demand > budget or demand == 0:
+            return None
+        due = self._due
+        acts: list[tuple[int, int, int, int, Request]] = []
+        while due and due[0][0] <= g:
+            e = heapq.heappop(due)
+            if e[4].lazy_g0 == e[3]:
+                acts.append(e)
+                if e[2] == _ALLOC:
+                    blocks += 1
+        if blocks > len(kv.free):
+            return None  # an allocation would fail: the ordinary path preempts (sync clears acts)
+        # Block actions and eager allocations, in RUNNING order (as schedule() makes them).
+        entries: list[tuple[Request, int, int]] = []
+        i = 0
+        n_acts = len(acts)
+        act = self._act
+        for req, n in zip(eager, ns, strict=True):
+            if n <= 0:
+                continue
+            seq = req.run_seq
+            while i < n_acts and acts[i][1] < seq:
+                act(acts[i])
+                i += 1
+            if kv.allocate_slots(req, n) is None:  # pragma: no cover - counted above
+                raise RuntimeError(f"replica {self.id}: fast-path block accounting is off")
+            entries.append((req, n, req.num_computed_tokens))
+        while i < n_acts:
+            act(acts[i])
+            i += 1
+        plan = StepPlan()
+        if demand < budget and len(sched.waiting):
+            sched.admit_waiting(plan, budget - demand)
+            seq = self._seq
+            for req, n in zip(plan.requests, plan.num_new_tokens, strict=True):
+                req.run_seq = seq
+                seq += 1
+                eager.append(req)
+                entries.append((req, n, req.num_computed_tokens))
+                demand += n
+            self._seq = seq
+        n_dec = n_lazy
+        dec_ctx = self._lazy_ctx
+        prefill: list[tuple[int, int]] = []
+        for req, n, c in entries:
+            req.num_computed_tokens = c + n
+            if n == 1:
+                dec_ctx += c
+                n_dec += 1
+            else:
+                prefill.append((n, c))
+        n_seqs = n_lazy + len(entries)
+        assert self._predict_totals is not None
+        dt = self._predict_totals(demand, n_seqs, dec_ctx, prefill)
+        self.fast_steps += 1
+        return _Step(entries, n_lazy > 0, dt, n_seqs, demand, n_dec, plan.num_scheduled_new)
+
+    def _finish_fast(self, step: _Step, start: float) -> None:
+        """:meth:`_finish_step` for a step scheduled on the fast path."""
+        sched = self.scheduler
+        dt = step.dt
+        self.busy_time += dt
+        self.num_steps += 1
+        now = self.env.now
+        finished: list[Request] = []
+        if step.lazy:
+            self._ends.append(now)
+            g = self._g
+            self._g = g + 1
+            self._lazy_ctx += len(self._lazy)
+            fin = self._fin
+            while fin and fin[0][0] <= g:
+                e = heapq.heappop(fin)
+                req = e[3]
+                if req.lazy_g0 == e[2]:
+                    self._apply(req)
+                    finished.append(req)
+            if len(self._ends) > 4096:
+                self._trim()
+        token = self._token
+        max_len = sched.config.max_model_len
+        lazy_done = len(finished)
+        for req, _n, _c in step.entries:
+            if req.status != _RUNNING:
+                continue
+            out = req.num_output_tokens
+            if req.num_computed_tokens < req.prompt_len + out:
+                continue  # partial prefill: the sampled token is discarded
+            out += 1
+            req.num_output_tokens = out
+            token(req, now)
+            if out >= req.max_tokens or req.prompt_len + out >= max_len:
+                finished.append(req)
+        if finished:
+            if lazy_done and len(finished) > lazy_done:
+                finished.sort(key=lambda r: r.run_seq)
+            done = set(map(id, finished))
+            sched.running = [r for r in sched.running if id(r) not in done]
+            free = self.kv.free_request
+            for req in finished:
+                req.status = RequestStatus.FINISHED
+                free(req)
+        n_tok = step.n_tok
+        self.recorder.step((self.id, start, dt, step.n_seqs, n_tok, n_tok - step.n_dec,
+                            step.n_dec, step.num_new, 0, sched.num_waiting, self.kv.usage))
+        for req in finished:
+            req.finish_time = now
+            self.on_finish(req, self)
+        if self.pending:
+            self._admit_pending()
+
+    def _trim(self) -> None:
+        """Forget step end times no lazy request needs any more."""
+        low = min((r.lazy_g0 for r in self._lazy), default=self._g)
+        cut = low - self._g0
+        if cut > 0:
+            del self._ends[:cut]
+            self._g0 = low
 
     def is_idle(self) -> bool:
         return not self.scheduler.has_work()
@@ -207,6 +568,8 @@ class Replica:
     def crash(self) -> list[Request]:
         """Die now: stop the engine loop and lose every request and cached block. Returns the
         requests that were in its scheduler or waiting for blocks (transfers are the fleet's)."""
+        self.sync()
+        self._step = None
         self.alive = False
         if self.process.is_alive:
             self.process.interrupt()
@@ -227,6 +590,7 @@ class Replica:
         """Back up with an empty KV cache (a fresh engine)."""
         self.scheduler = self.make_scheduler()
         self.kv = self.scheduler.kv
+        self._reset_fast()
         self.alive = True
         self.process = self.env.process(self.run())
 

@@ -84,15 +84,23 @@ class KVCacheManager:
         ``new_computed_blocks`` are prefix-cache hits found by :meth:`get_computed_blocks`; they are
         touched (ref count +1, removed from the free queue) only if the allocation succeeds.
         """
-        computed_blocks = new_computed_blocks or []
         rid = request.request_id
         blocks = self.req_blocks.get(rid)
-        have = len(blocks) if blocks is not None else 0
         num_computed = request.num_computed_tokens + num_new_computed_tokens
         need_tokens = num_computed + num_new_tokens
         if self.max_model_len is not None and need_tokens > self.max_model_len:
             need_tokens = self.max_model_len
         bs = self.block_size
+        if blocks is not None and not new_computed_blocks and need_tokens <= len(blocks) * bs:
+            # NOTE: the common decode step — the tokens fit the blocks held: nothing to allocate,
+            # only blocks that fill up to hash (the general path below does the same).
+            if self.enable_caching:
+                n = request.prompt_len + request.num_output_tokens
+                if (need_tokens if need_tokens < n else n) // bs > self.num_cached_blocks[rid]:
+                    self._cache_full_blocks(request, min(need_tokens, n))
+            return []
+        computed_blocks = new_computed_blocks or []
+        have = len(blocks) if blocks is not None else 0
         num_to_allocate = -(-need_tokens // bs) - have - len(computed_blocks)
         # Cached-but-free hit blocks leave the free queue when touched: they count against it.
         evictable_hits = sum(1 for b in computed_blocks if self.ref_cnt[b] == 0)
@@ -121,6 +129,24 @@ class KVCacheManager:
         if self.enable_caching:
             self._cache_full_blocks(request, min(need_tokens, request.num_tokens))
         return new
+
+    def append_block(self, request: Request) -> None:
+        """One more block for a running request whose next token crosses a block boundary — what
+        :meth:`allocate_slots` does for a one-token step then; the caller has checked that a block
+        is free (the decode fast path of :class:`simulator.cluster.replica.Replica`)."""
+        b, _unused = self.free.popitem(last=False)
+        h = self.block_hash[b]
+        if h is not None:  # evict: the block is being reused
+            if self.cached.get(h) == b:
+                del self.cached[h]
+            self.block_hash[b] = None
+        self.ref_cnt[b] = 1
+        self.req_blocks[request.request_id].append(b)
+
+    def cache_full_blocks(self, request: Request, num_tokens: int) -> None:
+        """Hash the request's blocks that are full once ``num_tokens`` are computed (what
+        :meth:`allocate_slots` does after reserving; public for the decode fast path)."""
+        self._cache_full_blocks(request, num_tokens)
 
     def _cache_full_blocks(self, request: Request, num_tokens: int) -> None:
         """Hash the request's blocks that will be full once ``num_tokens`` are computed."""

@@ -57,6 +57,18 @@ class Request:
     token_times: list[float] | None = field(default=None)
     """Per-token timestamps, only when the recorder asks for them."""
 
+    # Engine-loop bookkeeping of the replica's decode fast path (simulator.cluster.replica).
+    run_seq: int = 0
+    """Position in the replica's RUNNING order (increases with each append to RUNNING)."""
+    lazy_g0: int = -1
+    """Fast-path step at which this request's decode counters were last applied (-1: applied)."""
+    lazy_c0: int = 0
+    """Computed tokens then."""
+    lazy_out0: int = 0
+    """Output tokens then."""
+    lazy_fin: int = 0
+    """Fast-path step in which it produces its last token."""
+
     @property
     def num_tokens(self) -> int:
         return self.prompt_len + self.num_output_tokens

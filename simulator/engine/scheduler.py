@@ -209,17 +209,22 @@ class Scheduler:
         # 1. RUNNING requests.
         i = 0
         running = self.running
+        allocate = kv.allocate_slots
         while i < len(running) and budget > 0:
             req = running[i]
-            n = req.num_tokens - req.num_computed_tokens
+            done = req.num_computed_tokens
+            n = req.prompt_len + req.num_output_tokens - done
             if 0 < threshold < n:
                 n = threshold
-            n = min(n, budget, max_len - 1 - req.num_computed_tokens)
+            if n > budget:
+                n = budget
+            if n > max_len - 1 - done:
+                n = max_len - 1 - done
             if n <= 0:
                 i += 1
                 continue
             while True:
-                if kv.allocate_slots(req, n) is not None:
+                if allocate(req, n) is not None:
                     break
                 if priority:
                     victim = max(running, key=lambda r: (r.priority, r.arrival_time))
@@ -244,33 +249,7 @@ class Scheduler:
 
         # 2. WAITING requests — not in a step that preempted.
         if not plan.preempted:
-            waiting = self.waiting
-            while len(waiting) and budget > 0:
-                if len(running) >= cfg.max_num_seqs:
-                    break
-                req = waiting.peek()
-                hit_blocks: list[int] = []
-                hit_tokens = 0
-                if req.num_computed_tokens == 0:
-                    hit_blocks, hit_tokens = kv.get_computed_blocks(req)
-                n = req.num_tokens - hit_tokens
-                if 0 < threshold < n:
-                    n = threshold
-                if not cfg.enable_chunked_prefill and n > budget:
-                    break
-                n = min(n, budget)
-                if kv.allocate_slots(req, n, hit_tokens, hit_blocks) is None:
-                    break
-                waiting.pop()
-                running.append(req)
-                req.status = RequestStatus.RUNNING
-                req.num_computed_tokens = hit_tokens
-                if req.num_cached_tokens < 0:
-                    req.num_cached_tokens = hit_tokens
-                sched_reqs.append(req)
-                sched_tokens.append(n)
-                plan.num_scheduled_new += 1
-                budget -= n
+            self.admit_waiting(plan, budget)
 
         # 3. Advance computed tokens now, as vLLM's _update_after_schedule does.
         ctx = plan.context_lens
@@ -278,6 +257,43 @@ class Scheduler:
             ctx.append(req.num_computed_tokens)
             req.num_computed_tokens += n
         return plan
+
+    def admit_waiting(self, plan: StepPlan, budget: int) -> None:
+        """Step 2 of :meth:`schedule`: admit WAITING requests into ``plan`` with what is left of
+        the token budget (their computed tokens are not advanced yet)."""
+        cfg = self.config
+        kv = self.kv
+        running = self.running
+        sched_reqs = plan.requests
+        sched_tokens = plan.num_new_tokens
+        threshold = cfg.long_prefill_token_threshold
+        waiting = self.waiting
+        while len(waiting) and budget > 0:
+            if len(running) >= cfg.max_num_seqs:
+                break
+            req = waiting.peek()
+            hit_blocks: list[int] = []
+            hit_tokens = 0
+            if req.num_computed_tokens == 0:
+                hit_blocks, hit_tokens = kv.get_computed_blocks(req)
+            n = req.num_tokens - hit_tokens
+            if 0 < threshold < n:
+                n = threshold
+            if not cfg.enable_chunked_prefill and n > budget:
+                break
+            n = min(n, budget)
+            if kv.allocate_slots(req, n, hit_tokens, hit_blocks) is None:
+                break
+            waiting.pop()
+            running.append(req)
+            req.status = RequestStatus.RUNNING
+            req.num_computed_tokens = hit_tokens
+            if req.num_cached_tokens < 0:
+                req.num_cached_tokens = hit_tokens
+            sched_reqs.append(req)
+            sched_tokens.append(n)
+            plan.num_scheduled_new += 1
+            budget -= n
 
     def update(self, plan: StepPlan) -> tuple[list[Request], list[Request]]:
         """Apply the step's result (vLLM ``update_from_output``).
@@ -287,14 +303,17 @@ class Scheduler:
         produced: list[Request] = []
         finished: list[Request] = []
         max_len = self.config.max_model_len
+        running_status = RequestStatus.RUNNING
         for req in plan.requests:
-            if req.status != RequestStatus.RUNNING:
+            if req.status != running_status:
                 continue
-            if req.num_computed_tokens < req.num_tokens:
+            out = req.num_output_tokens
+            if req.num_computed_tokens < req.prompt_len + out:
                 continue  # partial prefill: the sampled token is discarded
-            req.num_output_tokens += 1
+            out += 1
+            req.num_output_tokens = out
             produced.append(req)
-            if req.num_output_tokens >= req.max_tokens or req.num_tokens >= max_len:
+            if out >= req.max_tokens or req.prompt_len + out >= max_len:
                 finished.append(req)
         if finished:
             done = set(map(id, finished))

@@ -9,11 +9,16 @@ back to back, so their times add:
   time = max(FLOPs / (peak × eff(M)), weight bytes / (HBM × weight_bw_efficiency)) + per-kernel
   latency, with eff(M) = gemm_efficiency[dtype] × M / (M + gemm_m_half) — skinny GEMMs waste the
   tensor cores. FP8 weights use the FP8 peak and ``gemm_efficiency_fp8``; int4/fp4 weight-only
-  kernels dequantise, so they use the BF16 peak and ``gemm_efficiency`` with their smaller bytes;
+  kernels dequantise, so they use the BF16 peak and ``gemm_efficiency`` with their smaller bytes.
+  When the calibration sets ``gemm_nk_half*`` or ``fp8_act_quant``, each GEMM class (QKV, O,
+  router, gate-up, down) gets its own roofline with eff × N·K / (N·K + nk_half) — small weight
+  matrices fill the GPU poorly — and W8A8 FP8 layers pay vLLM's per-token activation quantisation
+  as a separate kernel (read bf16, write fp8: 3 bytes per M × K element, plus a launch latency);
 - MoE expert layers as one fused kernel per layer: a batch of T tokens touches E·(1 − (1 − k/E)^T)
   distinct experts in expectation (uniform routing), whose weights are streamed once; its FLOPs run
   at ``moe_efficiency`` (``moe_efficiency_fp8`` for FP8 experts) with the same small-M law at
-  M = tokens per touched expert, its bytes at ``moe_bw_efficiency`` (``…_fp8``);
+  M = tokens per touched expert, its bytes at ``moe_bw_efficiency`` (``…_fp8``; 4-bit weight-only
+  experts, e.g. gpt-oss MXFP4, use ``moe_*_fp4`` when the calibration has them);
 - the LM head (bf16, vocab-parallel) on the sampled rows only (one per sequence), its own roofline;
 - attention, one kernel call per layer: prefill chunks by causal FLOPs (4·head_dim per query–key pair
   per head) over the tokens already in the cache plus the chunk, at ``attn_efficiency`` scaled by
@@ -244,18 +249,43 @@ class RooflineStepTime:
         self.expert_bytes = m.expert_params * wb / tp * self._param_scale  # one expert, layer, rank
         # Kernels per step: QKV + O, the router, gate-up + down per dense MLP.
         self.dense_gemm_kernels = L * (2 + (1 if self.is_moe else 0) + 2 * dense_mlps)
+        # Per-rank (N, K, kernels per layer) of each dense GEMM class, for the size law and the
+        # FP8 activation quantisation (used only when the calibration enables them).
+        q_rank = max(1, m.num_attention_heads // tp) * m.head_dim
+        kv_rank = m.kv_heads_per_rank(tp) * m.head_dim
+        inter_rank = m.intermediate_size // tp
+        shapes = [(q_rank + 2 * kv_rank, h, 1), (h, q_rank, 1)]
+        if self.is_moe:
+            shapes.append((m.num_experts, h, 1))
+        if dense_mlps:
+            shapes += [(2 * inter_rank, h, dense_mlps), (h, inter_rank, dense_mlps)]
+        self.gemm_classes = [(float(n), float(k), float(cnt)) for n, k, cnt in shapes]
+        self.weight_bytes_per_param = wb
+        self.fp8_gemm = weight_dtype == "fp8" and bool(gpu.fp8_tflops)
+        self.sized_gemms = (c.gemm_nk_half > 0 or c.gemm_nk_half_fp8 > 0
+                            or (c.fp8_act_quant and self.fp8_gemm))
         if weight_dtype == "fp8" and gpu.fp8_tflops:
             self.peak_flops, self.gemm_eff = gpu.fp8_tflops * 1e12, c.gemm_efficiency_fp8
             self.moe_eff, self.moe_bw = c.moe_efficiency_fp8, c.moe_bw_efficiency_fp8
         else:
             self.peak_flops, self.gemm_eff = gpu.peak_tflops(weight_dtype) * 1e12, c.gemm_efficiency
             self.moe_eff, self.moe_bw = c.moe_efficiency, c.moe_bw_efficiency
+        self.moe_latency_us = c.moe_latency_us
+        if weight_dtype in ("fp4", "int4"):
+            if c.moe_efficiency_fp4 is not None:
+                self.moe_eff = c.moe_efficiency_fp4
+            if c.moe_bw_efficiency_fp4 is not None:
+                self.moe_bw = c.moe_bw_efficiency_fp4
+            if c.moe_latency_us_fp4 is not None:
+                self.moe_latency_us = c.moe_latency_us_fp4
         self.bf16_flops = gpu.bf16_tflops * 1e12
         self.hbm = gpu.mem_bandwidth_gbps * 1e9
         # ---- LM head (bf16, vocab-parallel) ---------------------------------------------------
         embed_one = m.vocab_size * h
         self.lm_head_flops_per_seq = 2.0 * embed_one / tp
         self.lm_head_bytes = embed_one * BYTES_PER_PARAM["bf16"] / tp
+        lm_nk = embed_one / tp
+        self.lm_head_eff = c.gemm_efficiency * lm_nk / (lm_nk + c.gemm_nk_half)
         # ---- attention ---------------------------------------------------------------------------
         q_heads = max(1, m.num_attention_heads // tp)
         self.attn_flops_per_pair = 4.0 * L * q_heads * m.head_dim  # QK^T + PV, 2 FLOP per MAC
@@ -276,6 +306,31 @@ class RooflineStepTime:
         self.act_bytes_per_token = L * elems * BYTES_PER_PARAM["bf16"] + self.kv_bytes_per_token
 
     # --------------------------------------------------------------------------------------------
+    def sized_gemm_seconds(self, num_tokens: Num) -> Num:
+        """Dense linear layers costed one GEMM class at a time (QKV, O, router, gate-up, down), each
+        with its own roofline at efficiency eff(M) × N·K / (N·K + nk_half), plus — for W8A8 FP8
+        with ``fp8_act_quant`` — the activation quantisation kernel before each GEMM."""
+        c = self.cal
+        T = num_tokens
+        L = float(self.num_layers)
+        nk_half = c.gemm_nk_half_fp8 if self.fp8_gemm else c.gemm_nk_half
+        quant = c.fp8_act_quant and self.fp8_gemm
+        t: Num = 0.0
+        for n, k, cnt in self.gemm_classes:
+            nk = n * k
+            eff = self.gemm_eff * nk / (nk + nk_half)
+            kernels = L * cnt
+            t = t + gemm_seconds(T, 2.0 * nk * kernels * T,
+                                 nk * kernels * self.weight_bytes_per_param * self._param_scale,
+                                 peak_flops=self.peak_flops, efficiency=eff,
+                                 m_half=c.gemm_m_half, hbm_bps=self.hbm,
+                                 bw_efficiency=c.weight_bw_efficiency,
+                                 latency_s=c.gemm_latency_us * US, kernels=kernels)
+            if quant:
+                t = t + kernels * (3.0 * T * k / (self.hbm * c.weight_bw_efficiency)
+                                   + c.fp8_act_quant_latency_us * US)
+        return t
+
     def touched(self, num_tokens: Num) -> Num:
         """Distinct routed experts per MoE layer a step of ``num_tokens`` tokens streams."""
         if not self.is_moe:
@@ -308,11 +363,15 @@ class RooflineStepTime:
         n = f.steps
         L = self.num_layers
         # Dense linear layers.
-        t_gemm = gemm_seconds(T, self.dense_flops_per_token * T, self.dense_bytes,
-                              peak_flops=self.peak_flops, efficiency=self.gemm_eff,
-                              m_half=c.gemm_m_half, hbm_bps=self.hbm,
-                              bw_efficiency=c.weight_bw_efficiency,
-                              latency_s=c.gemm_latency_us * US, kernels=self.dense_gemm_kernels)
+        if self.sized_gemms:
+            t_gemm = self.sized_gemm_seconds(T)
+        else:
+            t_gemm = gemm_seconds(T, self.dense_flops_per_token * T, self.dense_bytes,
+                                  peak_flops=self.peak_flops, efficiency=self.gemm_eff,
+                                  m_half=c.gemm_m_half, hbm_bps=self.hbm,
+                                  bw_efficiency=c.weight_bw_efficiency,
+                                  latency_s=c.gemm_latency_us * US,
+                                  kernels=self.dense_gemm_kernels)
         # MoE expert layers.
         if self.is_moe:
             touched = self.touched(T)
@@ -321,10 +380,10 @@ class RooflineStepTime:
                 per_expert, self.expert_flops_per_token * T, L * touched * self.expert_bytes,
                 peak_flops=self.peak_flops, efficiency=self.moe_eff, m_half=c.gemm_m_half,
                 hbm_bps=self.hbm, bw_efficiency=self.moe_bw,
-                latency_s=c.moe_latency_us * US, kernels=L)
+                latency_s=self.moe_latency_us * US, kernels=L)
         # LM head on the sampled rows.
         t_lm = gemm_seconds(S, self.lm_head_flops_per_seq * S, self.lm_head_bytes,
-                            peak_flops=self.bf16_flops, efficiency=c.gemm_efficiency,
+                            peak_flops=self.bf16_flops, efficiency=self.lm_head_eff,
                             m_half=c.gemm_m_half, hbm_bps=self.hbm,
                             bw_efficiency=c.weight_bw_efficiency, latency_s=c.gemm_latency_us * US)
         # Attention: one kernel per layer for the whole mixed batch.
@@ -378,3 +437,12 @@ class RooflineStepTime:
         if plan.num_tokens <= 0:
             return 0.0
         return float(self.total(StepFeatures.from_plan(plan)))
+
+    def predict_totals(self, num_tokens: int, num_seqs: int, decode_ctx: int,
+                       prefill: list[tuple[int, int]]) -> float:
+        """:meth:`predict` of a step given its totals (see :meth:`breakdown_totals`) — the same
+        number, bit for bit, without building the plan (the replica's decode fast path)."""
+        if num_tokens <= 0:
+            return 0.0
+        return float(self.total(StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx,
+                                                         prefill)))

@@ -4,7 +4,9 @@ What this models: the observability a real deployment has — per-request logs (
 finish, tokens, cache hits, preemptions, replica, tenant, attempts), per-attempt logs, per-step engine
 logs, gauges scraped from each replica at an interval (vLLM's Prometheus gauges) and the lifetime of
 every replica. Rows are kept as plain objects/tuples during the run (cheap) and converted to pandas
-DataFrames only at the end.
+DataFrames only at the end; client requests that have ended are turned into their frame rows now and
+then during the run (:meth:`Recorder.release`) and their objects dropped, so a long run keeps one
+tuple per request rather than its Python objects. The frames are the same either way.
 
 Counting (conservation). A *client request* is what a client asked for once; each try of it is an
 *attempt* (the first send and every retry). Both end exactly once — ending one twice is a bug and
@@ -34,8 +36,11 @@ Frames (the contract with the planner outputs, :mod:`simulator.metrics.summary`,
 - ``Results.extra["replicas"]``: one row per replica lifetime (a replica that crashes and comes
   back has two) — ``replica``, ``pool``, ``model``, ``gpu``, ``tp``, ``region``, ``zone``,
   ``start_s``, ``end_s``, ``end_reason`` (``run_end``, ``crash``, ``spot_preemption``,
-  ``zone_loss``). GPU-hours = Σ (end_s − start_s) × tp / 3600.
-- ``itl``: every inter-token gap of the attempt that served each request (``request_id`` = client id).
+  ``zone_loss``, ``scale_down``, ``scale_down_before_ready``), ``ready_s`` (when it first served;
+  later than ``start_s`` for an autoscaled replica, which is billed from node acquisition: NaN if it
+  never served). GPU-hours = Σ (end_s − start_s) × tp / 3600.
+- ``itl``: every inter-token gap of the attempt that served each request (``request_id`` = client id),
+  ordered by request, each request's gaps in time order; empty with ``metrics.record_itl`` off.
 """
 
 from __future__ import annotations
@@ -70,12 +75,19 @@ SAMPLE_COLUMNS = [
 ]
 REPLICA_COLUMNS = [
     "replica", "pool", "model", "gpu", "tp", "region", "zone", "start_s", "end_s", "end_reason",
+    "ready_s",
 ]
+
+
+RELEASE_EVERY = 20_000
+"""Ended client requests between two :meth:`Recorder.release` calls during a run."""
 
 
 @dataclass
 class Recorder:
     record_steps: bool = True
+    record_itl: bool = True
+    """Keep every inter-token gap (the ``itl`` frame); off: only per-request ITL mean and max."""
     requests: list[ClientRequest] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     steps: list[tuple] = field(default_factory=list)
@@ -90,6 +102,20 @@ class Recorder:
     _ended: int = 0
     _ids_match: bool = True
     """Every attempt is a first attempt whose engine id equals its client id (ITL needs no map)."""
+    _rows: list[tuple] = field(default_factory=list)
+    """Rows of the ``requests`` frame of client requests that have ended (their objects are
+    released: a long run keeps one tuple per request, not its Python objects)."""
+    _att_rows: list[tuple] = field(default_factory=list)
+    """(attempt number, row of the attempts frame) of those requests' attempts."""
+    _att_no: dict[int, int] = field(default_factory=dict)
+    """id(attempt) → its number in start order, while its request has not ended."""
+    _n_att: int = 0
+    _outcomes: dict[str, int] = field(default_factory=dict)
+    """Outcome → client requests released with it."""
+    _final: dict[int, int] = field(default_factory=dict)
+    """Engine id of a released request's last attempt → client id (only when ids differ)."""
+    _identity_rows: int = 0
+    """Released rows from before the ids first differed (engine id = client id)."""
 
     # ---- events -------------------------------------------------------------------------------
     def arrived(self, creq: ClientRequest) -> None:
@@ -98,8 +124,11 @@ class Recorder:
     def attempt(self, att: Attempt) -> None:
         """An attempt started (the first send or a retry)."""
         self.attempts.append(att)
-        if att.index or att.req.request_id != att.creq.request_id:
+        self._att_no[id(att)] = self._n_att
+        self._n_att += 1
+        if self._ids_match and (att.index or att.req.request_id != att.creq.request_id):
             self._ids_match = False
+            self._identity_rows = len(self._rows)  # released so far: engine id = client id
 
     def attempt_end(self, att: Attempt, outcome: str, reason: str, now: float) -> None:
         """Record the attempt's one and only ending."""
@@ -115,6 +144,34 @@ class Recorder:
                                f"({creq.outcome} then {outcome})")
         creq.outcome, creq.reason, creq.end = outcome, reason, now
         self._ended += 1
+        if not self._ended % RELEASE_EVERY:
+            self.release()
+
+    def release(self) -> None:
+        """Turn the client requests that have ended (and are consistent with their attempts) into
+        frame rows and drop the objects; called now and then during a long run and before the
+        frames are built. The frames are the same as if every object had been kept."""
+        keep: list[ClientRequest] = []
+        rows = self._rows
+        att_rows = self._att_rows
+        att_no = self._att_no
+        outcomes = self._outcomes
+        for cr in self.requests:
+            atts = cr.attempts
+            if not cr.outcome or not atts or any(not a.outcome for a in atts) \
+                    or (cr.outcome, cr.reason) != (atts[-1].outcome, atts[-1].reason):
+                keep.append(cr)  # in flight (or inconsistent: check_conservation says so)
+                continue
+            rows.append(self._request_row(cr))
+            if not self._ids_match:
+                self._final[atts[-1].req.request_id] = cr.request_id
+            for a in atts:
+                att_rows.append((att_no.pop(id(a)), self._attempt_row(a)))
+            outcomes[cr.outcome] = outcomes.get(cr.outcome, 0) + 1
+        if len(keep) != len(self.requests):
+            self.requests = keep
+            live = set(map(id, keep))
+            self.attempts = [a for a in self.attempts if id(a.creq) in live]
 
     def token(self, req: Request, now: float) -> None:
         """A streamed output token left the engine at ``now``."""
@@ -125,9 +182,43 @@ class Recorder:
             req.itl_sum += gap
             if gap > req.itl_max:
                 req.itl_max = gap
-            self.itl_values.append(gap)
-            self.itl_owner.append(req.request_id)
+            if self.record_itl:
+                self.itl_values.append(gap)
+                self.itl_owner.append(req.request_id)
         req.last_token_time = now
+
+    def token_run(self, reqs: list[Request], ends: list[float]) -> None:
+        """Each of ``reqs`` streamed one token at each time in ``ends`` (a run of decode steps of
+        the replica's fast path): the same arithmetic as :meth:`token` per token, in the same
+        order per request. Every request here has had its first token."""
+        n = len(ends)
+        if not n:
+            return
+        t0 = ends[0]
+        common = [ends[k] - ends[k - 1] for k in range(1, n)]
+        gmax = max(common) if common else -1.0
+        tail = array("d", common)
+        keep = self.record_itl
+        values = self.itl_values
+        owners = self.itl_owner
+        last = ends[-1]
+        for req in reqs:
+            gap = t0 - req.last_token_time
+            s = req.itl_sum + gap
+            for g in common:
+                s += g
+            req.itl_sum = s
+            m = req.itl_max
+            if gap > m:
+                m = gap
+            if gmax > m:
+                m = gmax
+            req.itl_max = m
+            req.last_token_time = last
+            if keep:
+                values.append(gap)
+                values.extend(tail)
+                owners.extend(array("q", (req.request_id,)) * n)
 
     def step(self, row: tuple) -> None:
         self.num_steps += 1
@@ -140,9 +231,27 @@ class Recorder:
     def replica_up(self, replica: int, pool: str, model: str, gpu: str, tp: int, region: str,
                    zone: str, now: float) -> None:
         """A replica starts serving (at build, or back after a failure)."""
-        row = [replica, pool, model, gpu, tp, region, zone, now, np.nan, ""]
+        row = [replica, pool, model, gpu, tp, region, zone, now, np.nan, "", now]
         self._open_life[replica] = row
         self.lifetimes.append(row)
+
+    def replica_acquired(self, key: int, pool: str, model: str, gpu: str, tp: int, region: str,
+                         zone: str, now: float) -> None:
+        """An autoscaled replica's node was acquired (billing starts; it serves later, see
+        :meth:`replica_ready`). ``key`` identifies the lifetime until it ends (``replica`` is −1
+        until an engine is built)."""
+        row = [-1, pool, model, gpu, tp, region, zone, now, np.nan, "", np.nan]
+        self._open_life[key] = row
+        self.lifetimes.append(row)
+
+    def replica_ready(self, key: int, replica: int, now: float) -> None:
+        """The lifetime ``key`` now serves as replica ``replica`` (first time: ``ready_s``)."""
+        row = self._open_life.get(key)
+        if row is not None:
+            if row[0] < 0:
+                row[0] = replica
+            if row[10] != row[10]:  # NaN: first readiness
+                row[10] = now
 
     def replica_down(self, replica: int, now: float, reason: str) -> None:
         row = self._open_life.pop(replica, None)
@@ -156,11 +265,14 @@ class Recorder:
 
     def counts(self) -> dict[str, int]:
         c = dict.fromkeys(names.OUTCOMES, 0)
+        for o, n in self._outcomes.items():
+            c[o] += n
         for r in self.requests:
             if r.outcome:
                 c[r.outcome] += 1
-        c[names.IN_FLIGHT] = len(self.requests) - self._ended
-        c["arrived"] = len(self.requests)
+        arrived = len(self.requests) + len(self._rows)
+        c[names.IN_FLIGHT] = arrived - self._ended
+        c["arrived"] = arrived
         return c
 
     def check_conservation(self) -> None:
@@ -169,8 +281,9 @@ class Recorder:
         ended = sum(c[o] for o in names.OUTCOMES if o != names.IN_FLIGHT)
         if c["arrived"] != ended + c[names.IN_FLIGHT] or c[names.IN_FLIGHT] < 0:
             raise RuntimeError(f"conservation violated: {c}")
-        ids = {r.request_id for r in self.requests}
-        if len(ids) != len(self.requests):
+        ids = np.fromiter((r[0] for r in self._rows), dtype=np.int64, count=len(self._rows))
+        ids = np.concatenate([ids, np.array([r.request_id for r in self.requests], dtype=np.int64)])
+        if len(np.unique(ids)) != len(ids):
             raise RuntimeError("conservation violated: duplicate request ids")
         n_att = 0
         for r in self.requests:
@@ -189,34 +302,42 @@ class Recorder:
         if n_att != len(self.attempts):
             raise RuntimeError("conservation violated: attempts not attached to their request")
 
+    def _request_row(self, cr: ClientRequest) -> tuple:
+        att = cr.attempts[-1] if cr.attempts else None
+        outcome = cr.outcome or names.IN_FLIGHT
+        spec = cr.spec
+        if att is None:
+            return (cr.request_id, -1, outcome, cr.reason, cr.arrival, np.nan, np.nan,
+                    np.nan, spec.prompt_len, 0, 0, 0, spec.priority, np.nan, np.nan,
+                    spec.tenant, 0, "", "", cr.region, False, _nan(cr.end))
+        r = att.req
+        back = att.back_s
+        n_itl = r.num_output_tokens - 1
+        first = r.first_token_time + back if r.first_token_time >= 0 else np.nan
+        finish = r.finish_time + back if r.finish_time >= 0 else np.nan
+        return (
+            cr.request_id, att.replica_id, outcome, cr.reason, cr.arrival,
+            _nan(r.scheduled_time), first, finish, r.prompt_len, r.num_output_tokens,
+            max(r.num_cached_tokens, 0), r.num_preemptions, r.priority,
+            r.itl_sum / n_itl if n_itl > 0 else np.nan, r.itl_max if n_itl > 0 else np.nan,
+            spec.tenant, len(cr.attempts), att.pool, self.pool_models.get(att.pool, ""),
+            cr.region, att.capped, _nan(cr.end),
+        )
+
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(requests, steps, samples, itl) DataFrames."""
-        rows = []
-        final: dict[int, int] = {}
-        pool_models = self.pool_models
+        self.release()
+        final = self._final
+        rows = list(self._rows)
         for cr in self.requests:
-            att = cr.attempts[-1] if cr.attempts else None
-            outcome = cr.outcome or names.IN_FLIGHT
-            spec = cr.spec
-            if att is None:
-                rows.append((cr.request_id, -1, outcome, cr.reason, cr.arrival, np.nan, np.nan,
-                             np.nan, spec.prompt_len, 0, 0, 0, spec.priority, np.nan, np.nan,
-                             spec.tenant, 0, "", "", cr.region, False, _nan(cr.end)))
-                continue
-            r = att.req
-            final[r.request_id] = cr.request_id
-            back = att.back_s
-            n_itl = r.num_output_tokens - 1
-            first = r.first_token_time + back if r.first_token_time >= 0 else np.nan
-            finish = r.finish_time + back if r.finish_time >= 0 else np.nan
-            rows.append((
-                cr.request_id, att.replica_id, outcome, cr.reason, cr.arrival,
-                _nan(r.scheduled_time), first, finish, r.prompt_len, r.num_output_tokens,
-                max(r.num_cached_tokens, 0), r.num_preemptions, r.priority,
-                r.itl_sum / n_itl if n_itl > 0 else np.nan, r.itl_max if n_itl > 0 else np.nan,
-                spec.tenant, len(cr.attempts), att.pool, pool_models.get(att.pool, ""), cr.region,
-                att.capped, _nan(cr.end),
-            ))
+            if cr.attempts:
+                final[cr.attempts[-1].req.request_id] = cr.request_id
+            rows.append(self._request_row(cr))
+        # NOTE: client ids follow arrival order; released rows come in order of their ends.
+        rows.sort(key=lambda row: row[0])
+        if not self._ids_match:
+            for row in self._rows[:self._identity_rows]:
+                final[row[0]] = row[0]
         req = pd.DataFrame.from_records(rows, columns=REQUEST_COLUMNS)
         req["outcome"] = pd.Categorical(req["outcome"], categories=list(names.OUTCOMES))
         req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
@@ -228,6 +349,10 @@ class Recorder:
         samples = pd.DataFrame.from_records(self.samples, columns=SAMPLE_COLUMNS)
         owner = np.frombuffer(self.itl_owner, dtype=np.int64)
         values = np.frombuffer(self.itl_values, dtype=np.float64)
+        # NOTE: gaps are recorded per step, or per run of steps by the replica's decode fast path;
+        # a stable sort by request gives one order (each request's gaps in time order) either way.
+        order = np.argsort(owner, kind="stable")
+        owner, values = owner[order], values[order]
         if not self._ids_match:
             # NOTE: keep only the gaps of each request's final attempt, under the client's id.
             mapped = pd.Series(owner).map(final)
@@ -237,11 +362,18 @@ class Recorder:
         itl = pd.DataFrame({"request_id": owner, "itl_s": values})
         return req, steps, samples, itl
 
+    @staticmethod
+    def _attempt_row(a: Attempt) -> tuple:
+        return (a.creq.request_id, a.index, a.req.request_id, a.tenant, a.pool, a.replica_id,
+                a.start, _nan(a.end), a.outcome or names.IN_FLIGHT, a.reason,
+                a.req.first_token_time + a.back_s if a.req.first_token_time >= 0 else np.nan,
+                a.req.num_output_tokens, a.capped)
+
     def attempt_frame(self) -> pd.DataFrame:
-        rows = [(a.creq.request_id, a.index, a.req.request_id, a.tenant, a.pool, a.replica_id,
-                 a.start, _nan(a.end), a.outcome or names.IN_FLIGHT, a.reason,
-                 a.req.first_token_time + a.back_s if a.req.first_token_time >= 0 else np.nan,
-                 a.req.num_output_tokens, a.capped) for a in self.attempts]
+        numbered = list(self._att_rows)
+        numbered += [(self._att_no[id(a)], self._attempt_row(a)) for a in self.attempts]
+        numbered.sort(key=lambda x: x[0])  # start order, as the attempts were made
+        rows = [row for _, row in numbered]
         df = pd.DataFrame.from_records(rows, columns=ATTEMPT_COLUMNS)
         df["outcome"] = pd.Categorical(df["outcome"], categories=list(names.OUTCOMES))
         return df
@@ -283,7 +415,8 @@ def fleet_summary(requests: pd.DataFrame, attempts: pd.DataFrame, replicas: pd.D
     if len(replicas):
         gpu_h = float(((replicas["end_s"] - replicas["start_s"]) * replicas["tp"]).sum() / 3600)
         for reason, n in replicas["end_reason"].value_counts().items():
-            if reason != names.END_RUN:
+            # NOTE: an autoscaler's scale-down ends a lifetime on purpose: not an outage.
+            if reason != names.END_RUN and not str(reason).startswith("scale_down"):
                 down[str(reason)] = int(n)
     n_req = max(len(m), 1)
     out: dict[str, Any] = {

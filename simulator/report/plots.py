@@ -168,3 +168,63 @@ def pareto_figure(df: pd.DataFrame, metric: str = "ttft_ms.p90") -> Figure:
     ax.set_ylabel(metric)
     ax.set_title("cost vs latency (hollow: misses the SLO)", fontsize=10)
     return fig
+
+
+def plot_fleet_timeseries(df: pd.DataFrame, pool: str | None = None) -> Figure:
+    """The autoscaled fleet over time (``Results.extra["fleet_timeseries"]``): replicas desired,
+    ready, provisioning and asleep (the staircase of a cold-start cascade), the queue and
+    timed-out attempts, TTFT p90 per interval and the spend rate ($/h). ``pool``: one pool (default:
+    all autoscaled pools summed; TTFT is their worst)."""
+    fig = Figure(figsize=(9.0, 7.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(3, 1, i + 1) for i in range(3)]
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    d = df if pool is None else df[df["pool"] == pool]
+    if not len(d):
+        axes[0].set_title("no fleet time series (the scenario has no autoscaling)", fontsize=10)
+        return fig
+    agg = {c: "sum" for c in ("desired", "provisioning", "waking", "sleeping", "ready",
+                              "draining", "held", "queue", "timed_out", "usd_per_hour")
+           if c in d}
+    agg["ttft_p90_s"] = "max"
+    g = d.groupby("time_s", sort=True).agg(agg).reset_index()
+    t = g["time_s"].to_numpy(float)
+    ax = axes[0]
+    ax.step(t, g["desired"], where="post", color="black", lw=1.5, label="desired")
+    ax.step(t, g["ready"], where="post", color=COLORS[2], lw=2, label="ready")
+    ax.step(t, g["provisioning"] + g["waking"], where="post", color=COLORS[3],
+            label="provisioning (cold start / waking)")
+    if g["sleeping"].any():
+        ax.step(t, g["sleeping"], where="post", color=COLORS[4], ls="--", label="asleep (warm pool)")
+    ax.step(t, g["held"], where="post", color=COLORS[1], ls=":", label="billed")
+    ax.set_ylabel("replicas")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"fleet{'' if pool is None else ' — ' + pool}", fontsize=10)
+    ax = axes[1]
+    ax.plot(t, g["queue"], color=COLORS[0], label="waiting (engines + router)")
+    ax.set_ylabel("requests waiting")
+    ax.set_ylim(bottom=0)
+    right = ax.twinx()
+    right.bar(t, g["timed_out"], width=(t[1] - t[0]) * 0.8 if len(t) > 1 else 1.0,
+              color=COLORS[1], alpha=0.35, label="timed-out attempts / interval")
+    right.set_ylabel("timed out / interval")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = right.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    ax = axes[2]
+    ax.plot(t, g["ttft_p90_s"], color=COLORS[5], marker=".", label="TTFT p90 (s)")
+    ttft = g["ttft_p90_s"].dropna()
+    if len(ttft) and ttft.min() > 0 and ttft.max() / ttft.min() > 20:
+        ax.set_yscale("log")
+    ax.set_ylabel("TTFT p90 (s)")
+    ax.set_xlabel("simulated time (s)")
+    right = ax.twinx()
+    right.step(t, g["usd_per_hour"], where="post", color=COLORS[2], label="$/h")
+    right.set_ylabel("$ per hour")
+    right.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = right.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    return fig

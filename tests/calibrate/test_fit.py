@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import typer
 import yaml
@@ -50,7 +51,7 @@ def refit() -> dict[str, CalibrationProfile]:
     need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
     need("calibration", "llm-inference-bench", "Plots", "All_results.csv")
     need("calibration", "rocm-vllm-devdocker", "mi300x_devdocker_latency_dedup.csv")
-    return {f.profile.gpu: f.profile for f in fit.fit_all()}
+    return {f"{f.profile.gpu}__vllm-{f.profile.vllm_family}": f.profile for f in fit.fit_all()}
 
 
 def app() -> typer.Typer:
@@ -78,9 +79,14 @@ def test_every_calibration_file_loads_and_is_physical():
         assert (CAL_DIR / f"{c.gpu}__vllm-{c.vllm_family}.yaml").exists()
         co = c.coefficients
         for k in EFFICIENCIES:
-            assert 0 < getattr(co, k) <= 1, (c.gpu, k)
-        assert 200 <= co.step_overhead_us <= 10_000, c.gpu
-        assert 0 <= co.per_seq_overhead_us <= 200, c.gpu
+            v = getattr(co, k)
+            assert v is None or 0 < v <= 1, (c.gpu, k)
+        if "V1 PRIOR" in c.provenance.method:  # vLLM V1: CPU work overlaps the GPU (a prior)
+            for k, v in fit.V1_OVERHEADS.items():
+                assert getattr(co, k) == v, (c.gpu, k)
+        else:
+            assert 200 <= co.step_overhead_us <= 10_000, c.gpu
+            assert 0 <= co.per_seq_overhead_us <= 200, c.gpu
         assert co.layer_overhead_us <= fit.LAYER_OVERHEAD_MAX_US + 1e-9 or c.gpu.startswith("MI")
         assert 0 < co.gemm_latency_us < 50 and 0 < co.attn_latency_us < 100
         pv = c.provenance
@@ -180,10 +186,10 @@ def test_static_latency_equals_simulating_the_offline_batch():
 
 
 def test_refit_reproduces_the_committed_coefficients(refit):
-    for gpu, prof in refit.items():
-        committed = fit._read(fit.calibration_path(gpu, prof.vllm_family))
-        assert committed is not None, f"no committed calibration for {gpu}"
-        assert fit.changed_coefficients(committed.coefficients, prof.coefficients) == [], gpu
+    for name, prof in refit.items():
+        committed = fit._read(fit.calibration_path(prof.gpu, prof.vllm_family))
+        assert committed is not None, f"no committed calibration {name}"
+        assert fit.changed_coefficients(committed.coefficients, prof.coefficients) == [], name
         assert committed.provenance.data == prof.provenance.data
         assert committed.provenance.method == prof.provenance.method
         for k, v in prof.provenance.residuals.items():
@@ -204,17 +210,17 @@ def test_kernel_fit_is_deterministic():
 
 
 def test_rewriting_unchanged_coefficients_is_byte_identical(refit, tmp_path):
-    for gpu, prof in refit.items():
-        src = fit.calibration_path(gpu, prof.vllm_family)
+    for name, prof in refit.items():
+        src = fit.calibration_path(prof.gpu, prof.vllm_family)
         dst = tmp_path / src.name
         shutil.copy(src, dst)
         before = dst.read_bytes()
         fit.write_profile(prof, tmp_path)
-        assert dst.read_bytes() == before, gpu
+        assert dst.read_bytes() == before, name
     # A changed coefficient rewrites the file with a new date and an empty validation.
-    prof = refit["H100-SXM"]
+    prof = refit["H100-SXM__vllm-0.24"]
     moved = prof.model_copy(update={"coefficients": prof.coefficients.model_copy(
-        update={"step_overhead_us": prof.coefficients.step_overhead_us * 1.01})})
+        update={"gemm_latency_us": prof.coefficients.gemm_latency_us * 1.01})})
     path = fit.write_profile(moved, tmp_path, date="2001-01-01")
     data = yaml.safe_load(path.read_text())
     assert data["provenance"]["date"] == "2001-01-01"
@@ -223,7 +229,7 @@ def test_rewriting_unchanged_coefficients_is_byte_identical(refit, tmp_path):
 
 def test_check_mode_passes_on_committed_files_and_fails_on_drift(refit, tmp_path, monkeypatch):
     monkeypatch.setattr(fit, "fit_all", lambda gpus=None: [
-        fit.GpuFit(p) for g, p in refit.items() if gpus is None or g in gpus])
+        fit.GpuFit(p) for p in refit.values() if gpus is None or p.gpu in gpus])
     for p in refit.values():
         shutil.copy(fit.calibration_path(p.gpu, p.vllm_family), tmp_path)
     runner = CliRunner()
@@ -272,3 +278,42 @@ def test_from_bench_fit_beats_the_starting_calibration(tmp_path):
     path = fit.write_profile(prof, tmp_path)
     assert path.name == "H100-SXM__vllm-custom.yaml"
     CalibrationProfile.model_validate(yaml.safe_load(path.read_text()))
+
+
+def test_changed_coefficients_compares_flags_and_optional_values():
+    a = Calibration()
+    assert fit.changed_coefficients(a, a) == []
+    b = a.model_copy(update={"fp8_act_quant": True, "moe_efficiency_fp4": 0.5})
+    assert fit.changed_coefficients(a, b) == ["fp8_act_quant", "moe_efficiency_fp4"]
+    c = b.model_copy(update={"moe_efficiency_fp4": 0.5 * (1 + 1e-9)})
+    assert fit.changed_coefficients(b, c) == []
+    rounded = fit._rounded(b)
+    assert rounded.fp8_act_quant is True and rounded.moe_bw_efficiency_fp4 is None
+
+
+def test_v1_split_keeps_the_kernels_and_moves_the_pre_v1_overheads_to_family_v0():
+    cal = Calibration(step_overhead_us=1800.0, per_seq_overhead_us=77.0, gemm_efficiency=0.8)
+    prof = CalibrationProfile.model_validate({
+        "gpu": "H100-SXM", "vllm_family": "0.24", "coefficients": cal.model_dump(),
+        "provenance": {"method": "kernels.", "data": ["x"], "date": "2026-01-01"}})
+    v1, v0 = fit.split_v1_v0(fit.GpuFit(prof))
+    assert (v1.profile.vllm_family, v0.profile.vllm_family) == ("0.24", fit.V0_FAMILY)
+    assert v0.profile.coefficients == cal
+    for k, v in fit.V1_OVERHEADS.items():
+        assert getattr(v1.profile.coefficients, k) == v
+    assert v1.profile.coefficients.gemm_efficiency == 0.8  # same kernels
+    assert v1.profile.coefficients.layer_overhead_us == cal.layer_overhead_us  # GPU kernels kept
+    assert "V1 PRIOR" in v1.profile.provenance.method
+    assert "pre-V1" in v0.profile.provenance.method
+
+
+def test_balanced_moe_rows_touch_every_expert_they_route_to(monkeypatch):
+    rows = pd.DataFrame({"num_tokens": [1, 8, 32, 64], "topk": [4] * 4,
+                            "num_experts": [128] * 4, "hidden_size": [2880] * 4,
+                            "inter_size": [2880] * 4, "moe_tp": [1] * 4})
+    monkeypatch.setattr(fit, "BALANCED_MOE_TOUCHES_ALL", True)
+    a = fit._moe_arrays(rows)
+    assert list(a["touched"]) == [4, 32, 128, 128]  # min(E, T·k)
+    assert list(a["m"]) == [1, 1, 1, 2]  # tokens per touched expert
+    monkeypatch.setattr(fit, "BALANCED_MOE_TOUCHES_ALL", False)
+    assert fit._moe_arrays(rows)["touched"][2] < 128  # random-routing expectation

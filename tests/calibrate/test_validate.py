@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from simulator.calibrate import datasets as ds
 from simulator.calibrate import validate as v
 from simulator.config import ClosedLoopArrivals, FixedLength, OfflineArrivals, PoissonArrivals
+from simulator.profiles import find_calibration
 
 REPO = Path(__file__).resolve().parents[2]
 FIDELITY = REPO / "benchmarks" / "fidelity.md"
@@ -225,7 +226,9 @@ def test_rocm_held_out_versions_come_from_the_mi300x_calibration(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_closed_loop_case_mirrors_a_ten_wave_benchmark():
+@pytest.mark.parametrize("warmup_excluded", [False, True])
+def test_closed_loop_case_mirrors_a_ten_wave_benchmark(warmup_excluded, monkeypatch):
+    monkeypatch.setattr(v, "WARMUP_EXCLUDED", warmup_excluded)
     sc = v.silicon_scenario(model="Llama-3.1-8B", weight_dtype="bf16", gpu="H100-SXM", tp=1,
                             isl=256, osl=16, concurrency=4)
     case = v.Case("silicon-dense", "H100-SXM", "p", "l", "closed_loop", sc,
@@ -236,10 +239,14 @@ def test_closed_loop_case_mirrors_a_ten_wave_benchmark():
     req = simulate(sc).requests
     w1, w2 = req[req["request_id"] < 4], req[(req["request_id"] >= 4) & (req["request_id"] < 8)]
     pred, _ = v.predict_case(case)
-    assert pred["ttft_mean"] == pytest.approx(
-        v.mirror_mean(w1["ttft_s"].mean(), w2["ttft_s"].mean()) * 1000)
-    assert pred["tpot_mean"] == pytest.approx(
-        v.mirror_mean(w1["tpot_s"].mean(), w2["tpot_s"].mean()) * 1000)
+    if warmup_excluded:  # genai-perf: the first wave is warm-up, the steady wave is measured
+        assert pred["ttft_mean"] == pytest.approx(w2["ttft_s"].mean() * 1000)
+        assert pred["tpot_mean"] == pytest.approx(w2["tpot_s"].mean() * 1000)
+    else:  # bench_serving without warm-up: one wave in ten is the start-up burst
+        assert pred["ttft_mean"] == pytest.approx(
+            v.mirror_mean(w1["ttft_s"].mean(), w2["ttft_s"].mean()) * 1000)
+        assert pred["tpot_mean"] == pytest.approx(
+            v.mirror_mean(w1["tpot_s"].mean(), w2["tpot_s"].mean()) * 1000)
     res = v.run_case(case)
     assert isinstance(res, v.PointResult)
     assert res.error_pct["ttft_mean"] == pytest.approx(
@@ -297,3 +304,13 @@ def test_fast_subset_does_not_regress_against_committed_fidelity():
     problems = v.gate_regressions(committed, current)
     assert not problems, ("fidelity regressed (rerun `servesim validate --fast --write "
                           "benchmarks/fidelity.md` if intended):\n" + "\n".join(problems))
+
+
+def test_dstack_runs_use_the_pre_v1_family_when_the_gpu_has_one():
+    from simulator.calibrate import fit
+
+    fam = v.dstack_calibration("H100-SXM")
+    has_v0 = find_calibration("H100-SXM", fit.V0_FAMILY) is not None
+    assert fam == (fit.V0_FAMILY if has_v0 else "auto")
+    assert v.dstack_calibration("MI300X") == "auto"  # its only family was fitted on vLLM 0.6-0.8
+    assert v.dstack_scenario("H100-SXM", 16.0, 10).step_time.calibration == fam

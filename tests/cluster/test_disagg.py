@@ -119,3 +119,18 @@ def test_disagg_requests_honour_client_timeouts_in_every_stage(monkeypatch):
     assert res.summary["requests"]["timed_out"] > 10
     idle = res.timeseries[(res.timeseries["time_s"] > 15) & (res.timeseries["time_s"] < 20)]
     assert (idle[names.KV_CACHE_USAGE_PERC] == 0).all()
+
+
+def test_decode_replica_idles_while_transfers_hold_every_free_block():
+    # Over a 1 GB/s link the decode replicas' free blocks end up reserved for KV still on the wire
+    # while a preempted request waits to recompute: the engine must sleep until a transfer lands
+    # (as vLLM's scheduler idles), not declare the request unschedulable.
+    from pathlib import Path
+
+    from simulator import load_scenario, simulate
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "disagg-vs-agg.yaml"
+    res = simulate(load_scenario(path, ["fleet.kv_transfer.bandwidth_gb_s=1"]))
+    s = res.summary
+    assert s["preemptions"] > 0
+    assert s["requests"]["completed"] == s["requests"]["arrived"] == 800

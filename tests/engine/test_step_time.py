@@ -187,3 +187,86 @@ def test_empty_step_takes_no_time():
     st = model_8b()
     assert st.predict(StepPlan()) == 0.0
     assert st.breakdown(StepPlan()).total == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# GEMM size law, FP8 activation quantisation, 4-bit MoE coefficients (opt-in calibration terms)
+# --------------------------------------------------------------------------------------------
+# Per-rank GEMM classes of Llama-3.1-8B at TP 1 (N, K): QKV (4096 + 2·1024, 4096), O (4096, 4096),
+# gate-up (2·14336, 4096), down (4096, 14336). Σ N·K = 25,165,824 + 16,777,216 + 117,440,512
+# + 58,720,256 = 218,103,808 = the layer's linear params; Σ K = 3·4096 + 14336 = 26,624.
+SUM_K_8B = 26_624
+
+
+def model_8b_fp8(cal: Calibration) -> RooflineStepTime:
+    return RooflineStepTime(L8B, H100, tp=1, weight_dtype="fp8", kv_dtype="bf16", calibration=cal)
+
+
+def test_gemm_classes_of_llama_8b_sum_to_its_linear_params():
+    st = model_8b()
+    assert [(n, k) for n, k, _ in st.gemm_classes] == [
+        (6144.0, 4096.0), (4096.0, 4096.0), (28672.0, 4096.0), (4096.0, 14336.0)]
+    assert sum(n * k * c for n, k, c in st.gemm_classes) * 32 == LINEAR_PARAMS_8B
+    assert not st.sized_gemms  # the default calibration keeps one aggregate GEMM
+
+
+def test_per_class_gemms_equal_the_aggregate_when_compute_bound_and_no_size_law():
+    # nk_half = 1e-9 switches the per-class path on while leaving every efficiency at eff × ~1.
+    plain = model_8b_fp8(Calibration())
+    split = model_8b_fp8(Calibration(gemm_nk_half_fp8=1e-9))
+    assert split.sized_gemms and not plain.sized_gemms
+    f = StepFeatures.from_totals(8192, 4, 0, [(2048, 0)] * 4)
+    assert float(split.components(f)[0]) == pytest.approx(float(plain.components(f)[0]), rel=1e-9)
+
+
+def test_fp8_activation_quantisation_adds_three_bytes_per_input_element_and_a_launch():
+    base = Calibration(gemm_nk_half_fp8=1e-9)
+    quant = base.model_copy(update={"fp8_act_quant": True, "fp8_act_quant_latency_us": 2.0})
+    T = 1000
+    f = StepFeatures.from_totals(T, T, 0, [])
+    extra = float(model_8b_fp8(quant).components(f)[0]) - float(model_8b_fp8(base).components(f)[0])
+    # 32 layers × (3 B × T × ΣK at 3.35 TB/s × weight_bw_efficiency + 4 kernels × 2 µs)
+    by_hand = 32 * (3 * T * SUM_K_8B / (3.35e12 * base.weight_bw_efficiency) + 4 * 2e-6)
+    assert extra == pytest.approx(by_hand, rel=1e-9)
+    # bf16 weights have no activation quantisation.
+    bf16 = model_8b(quant)
+    assert float(bf16.components(f)[0]) == pytest.approx(
+        float(model_8b(base).components(f)[0]), rel=1e-12)
+
+
+def test_size_law_halves_the_efficiency_of_a_gemm_of_nk_half_weights():
+    # With nk_half = N·K of the O projection (16,777,216), that class runs at half efficiency:
+    # its compute time doubles; the other classes slow by NK/(NK + nk_half) too.
+    nk_o = 4096.0 * 4096.0
+    cal = Calibration(gemm_nk_half=nk_o, gemm_m_half=0.0, gemm_latency_us=0.0)
+    st = model_8b(cal)
+    T = 8192
+    f = StepFeatures.from_totals(T, 1, 0, [(T, 0)])
+    peak = H100.bf16_tflops * 1e12 * cal.gemm_efficiency
+    by_hand = sum(2.0 * n * k * T * 32 * c / (peak * n * k / (n * k + nk_o))
+                  for n, k, c in st.gemm_classes)
+    assert float(st.components(f)[0]) == pytest.approx(by_hand, rel=1e-9)
+    assert float(st.components(f)[0]) > float(model_8b(cal.model_copy(
+        update={"gemm_nk_half": nk_o / 10})).components(f)[0])
+
+
+def test_four_bit_experts_use_their_own_moe_coefficients_when_calibrated():
+    oss = load_model("gpt-oss-120b")
+
+    def moe(cal: Calibration) -> float:
+        st = RooflineStepTime(oss, H100, tp=2, weight_dtype="fp4", kv_dtype="bf16",
+                              calibration=cal)
+        return float(st.components(StepFeatures.from_totals(32, 32, 32 * 1000, []))[0])
+
+    base = Calibration()
+    assert moe(base.model_copy(update={"moe_bw_efficiency_fp4": base.moe_bw_efficiency,
+                                       "moe_efficiency_fp4": base.moe_efficiency,
+                                       "moe_latency_us_fp4": base.moe_latency_us})) == moe(base)
+    slower = base.model_copy(update={"moe_bw_efficiency_fp4": base.moe_bw_efficiency / 2,
+                                     "moe_latency_us_fp4": base.moe_latency_us * 2})
+    assert moe(slower) > moe(base)
+    # fp8 experts ignore the 4-bit coefficients.
+    fp8 = RooflineStepTime(oss, H100, tp=2, weight_dtype="fp8", kv_dtype="bf16", calibration=slower)
+    ref = RooflineStepTime(oss, H100, tp=2, weight_dtype="fp8", kv_dtype="bf16", calibration=base)
+    f = StepFeatures.from_totals(32, 32, 32 * 1000, [])
+    assert float(fp8.components(f)[0]) == float(ref.components(f)[0])

@@ -1,0 +1,101 @@
+"""The replica's decode fast path (``sim.fast_path``) changes nothing but speed: representative
+scenarios give bit-identical frames with it on and off, and it does take most steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from simulator.config import load_scenario
+from simulator.run import Results, simulate
+
+from .helpers import scenario
+
+SCENARIOS = "scenarios/{}.yaml"
+
+
+def _both(make: Any) -> tuple[Results, Results]:
+    return make(False), make(True)
+
+
+def _shipped(name: str, *overrides: str) -> Any:
+    def make(fast: bool) -> Results:
+        sc = load_scenario(SCENARIOS.format(name),
+                           [*overrides, f"sim.fast_path={str(fast).lower()}",
+                            "metrics.record_steps=true"])
+        return simulate(sc)
+    return make
+
+
+def _small(**over: Any) -> Any:
+    def make(fast: bool) -> Results:
+        return simulate(scenario(sim={"fast_path": fast}, metrics={"record_steps": True}, **over))
+    return make
+
+
+CASES = {
+    # one replica, the default lengths at ~2/3 of its capacity
+    "default": _small(workload={"arrival": {"kind": "poisson", "rate": 20},
+                                "num_requests": 400}),
+    # several replicas behind least-outstanding routing, a long tail of outputs
+    "least-outstanding": _small(fleet={"replicas": 3, "router": {"kind": "least_outstanding"}},
+                                workload={"arrival": {"kind": "poisson", "rate": 50},
+                                          "num_requests": 500}),
+    # KV pressure: chunked prefill, preemption and recompute, prefix cache
+    "kv-pressure": _shipped("kv-pressure-preemption", "workload.num_requests=120"),
+    # client timeouts and retries (aborts in the middle of decode runs)
+    "retry-storm": _shipped("retry-storm", "workload.duration_s=75"),
+    # a replica crash and restart, health checks
+    "replica-failure": _shipped("replica-failure", "workload.duration_s=30"),
+    # prefill/decode disaggregation: decode admission, KV transfers
+    "disagg": _shipped("disagg-vs-agg", "workload.num_requests=250"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_changes_nothing(case: str) -> None:
+    slow, fast = _both(CASES[case])
+    pd.testing.assert_frame_equal(slow.requests, fast.requests, check_exact=True)
+    pd.testing.assert_frame_equal(slow.steps, fast.steps, check_exact=True)
+    pd.testing.assert_frame_equal(slow.timeseries, fast.timeseries, check_exact=True)
+    pd.testing.assert_frame_equal(slow.itl, fast.itl, check_exact=True)
+    for name in ("attempts", "replicas"):
+        pd.testing.assert_frame_equal(slow.extra[name], fast.extra[name], check_exact=True)
+    for key in ("requests", "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms", "throughput",
+                "kv_cache_usage", "preemptions", "prefix_cache_hit_rate", "fleet"):
+        assert slow.summary[key] == fast.summary[key], key
+    assert slow.summary["sim"]["fast_path_steps"] == 0
+    # the fast path is really exercised (most steps of a busy replica are decode-only)
+    assert fast.summary["sim"]["fast_path_steps"] > 0.3 * fast.summary["sim"]["steps"]
+
+
+def test_itl_off_keeps_per_request_figures() -> None:
+    on = simulate(scenario(workload={"num_requests": 150}))
+    off = simulate(scenario(workload={"num_requests": 150}, metrics={"record_itl": False}))
+    assert len(off.itl) == 0 and off.summary["itl_ms"]["p50"] is None
+    pd.testing.assert_frame_equal(on.requests, off.requests, check_exact=True)
+    assert on.summary["tpot_ms"] == off.summary["tpot_ms"]
+    # every gap is there, per request, in time order
+    assert len(on.itl) == int((on.requests["output_tokens"] - 1).clip(lower=0).sum())
+    assert on.itl["request_id"].is_monotonic_increasing
+
+
+def test_releasing_ended_requests_keeps_the_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run turns ended requests into rows as it goes (Recorder.release); with retries
+    (engine ids differ from client ids) the frames are the same as when everything is kept."""
+    import simulator.metrics.recorder as recorder
+
+    def run() -> Results:
+        return simulate(load_scenario(SCENARIOS.format("retry-storm"),
+                                      ["workload.duration_s=75"]))
+
+    whole = run()
+    monkeypatch.setattr(recorder, "RELEASE_EVERY", 5)
+    released = run()
+    pd.testing.assert_frame_equal(whole.requests, released.requests, check_exact=True)
+    pd.testing.assert_frame_equal(whole.itl, released.itl, check_exact=True)
+    pd.testing.assert_frame_equal(whole.extra["attempts"], released.extra["attempts"],
+                                  check_exact=True)
+    assert whole.summary["fleet"]["retries"] > 0
