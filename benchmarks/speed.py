@@ -34,9 +34,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CAPACITY_RPS = 30.0
-"""Saturation throughput of one Llama-3.1-8B bf16 replica on an H100-SXM with these lengths
-(offline run of 3,000 requests: 30.1 req/s); 70% load = 21 req/s per replica."""
+CAPACITY_RPS = 62.0
+"""Saturation throughput of one Llama-3.1-8B bf16 replica on an H100-SXM with these lengths under
+the H100-SXM__vllm-0.24 calibration (offline run of 3,000 requests: 62.0 req/s; it was 30.1 req/s
+under the previous calibration, with its pre-V1 per-sequence overhead); 70% load = 43.4 req/s per
+replica. Re-measure it when the calibration changes."""
 LOAD = 0.7
 LENGTHS: dict[str, Any] = {
     "input_len": {"kind": "lognormal", "mean": 215, "cv": 1.13, "min": 4, "max": 1024},
