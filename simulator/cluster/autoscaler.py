@@ -160,6 +160,12 @@ class HpaBehaviorState:
     def _changed(events: list[tuple[float, int]], now: float, period: float) -> int:
         return sum(n for t, n in events if t > now - period)
 
+    def _period_start(self, now: float, current: int, period: float) -> int:
+        """Replicas at the start of a rate policy's period: the current count less the scale-ups
+        and plus the scale-downs made within it (the HPA's ``getReplicasChangePerPeriod``)."""
+        return (current - self._changed(self.up_events, now, period)
+                + self._changed(self.down_events, now, period))
+
     def scale_up_limit(self, now: float, current: int) -> int:
         r = self.up
         if r.selectPolicy == "Disabled":
@@ -167,8 +173,7 @@ class HpaBehaviorState:
         pick = min if r.selectPolicy == "Min" else max
         out: int | None = None
         for p in r.policies or []:
-            start = (current - self._changed(self.up_events, now, p.periodSeconds)
-                     + self._changed(self.down_events, now, p.periodSeconds))
+            start = self._period_start(now, current, p.periodSeconds)
             prop = start + p.value if p.type == "Pods" \
                 else math.ceil(start * (1 + p.value / 100) - 1e-9)
             out = prop if out is None else pick(out, prop)
@@ -181,8 +186,7 @@ class HpaBehaviorState:
         pick = max if r.selectPolicy == "Min" else min
         out: int | None = None
         for p in r.policies or []:
-            start = (current - self._changed(self.up_events, now, p.periodSeconds)
-                     + self._changed(self.down_events, now, p.periodSeconds))
+            start = self._period_start(now, current, p.periodSeconds)
             prop = start - p.value if p.type == "Pods" else int(start * (1 - p.value / 100))
             out = prop if out is None else pick(out, prop)
         return current if out is None else out

@@ -273,11 +273,16 @@ class Replica:
         token = self._token
         for req in produced:
             token(req, now)
-        n_tok = plan.num_tokens
-        n_dec = plan.num_new_tokens.count(1)
-        self.recorder.step((self.id, start, dt, plan.num_seqs, n_tok, n_tok - n_dec, n_dec,
-                            plan.num_scheduled_new, len(plan.preempted), sched.num_waiting,
-                            self.kv.usage))
+        self._close_step(start, dt, plan.num_seqs, plan.num_tokens,
+                         plan.num_new_tokens.count(1), plan.num_scheduled_new,
+                         len(plan.preempted), finished, now)
+
+    def _close_step(self, start: float, dt: float, n_seqs: int, n_tok: int, n_dec: int,
+                    num_new: int, n_preempted: int, finished: list[Request], now: float) -> None:
+        """The end of every step, ordinary or fast: its step row, the finished requests handed
+        back to the fleet, then decode admission of requests waiting for blocks."""
+        self.recorder.step((self.id, start, dt, n_seqs, n_tok, n_tok - n_dec, n_dec, num_new,
+                            n_preempted, self.scheduler.num_waiting, self.kv.usage))
         for req in finished:
             req.finish_time = now
             self.on_finish(req, self)
@@ -544,14 +549,8 @@ class Replica:
             for req in finished:
                 req.status = RequestStatus.FINISHED
                 free(req)
-        n_tok = step.n_tok
-        self.recorder.step((self.id, start, dt, step.n_seqs, n_tok, n_tok - step.n_dec,
-                            step.n_dec, step.num_new, 0, sched.num_waiting, self.kv.usage))
-        for req in finished:
-            req.finish_time = now
-            self.on_finish(req, self)
-        if self.pending:
-            self._admit_pending()
+        self._close_step(start, dt, step.n_seqs, step.n_tok, step.n_dec, step.num_new, 0,
+                         finished, now)
 
     def _trim(self) -> None:
         """Forget step end times no lazy request needs any more."""

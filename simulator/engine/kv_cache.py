@@ -116,15 +116,9 @@ class KVCacheManager:
             self.ref_cnt[b] += 1
             blocks.append(b)
         new: list[int] = []
+        take = self._take_free_block
         for _ in range(max(0, num_to_allocate)):
-            b, _unused = self.free.popitem(last=False)
-            h = self.block_hash[b]
-            if h is not None:  # evict: the block is being reused
-                if self.cached.get(h) == b:
-                    del self.cached[h]
-                self.block_hash[b] = None
-            self.ref_cnt[b] = 1
-            new.append(b)
+            new.append(take())
         blocks.extend(new)
         if self.enable_caching:
             self._cache_full_blocks(request, min(need_tokens, request.num_tokens))
@@ -134,6 +128,11 @@ class KVCacheManager:
         """One more block for a running request whose next token crosses a block boundary — what
         :meth:`allocate_slots` does for a one-token step then; the caller has checked that a block
         is free (the decode fast path of :class:`simulator.cluster.replica.Replica`)."""
+        self.req_blocks[request.request_id].append(self._take_free_block())
+
+    def _take_free_block(self) -> int:
+        """The least recently freed block, evicted from the prefix cache if it held a hash, with
+        one reference."""
         b, _unused = self.free.popitem(last=False)
         h = self.block_hash[b]
         if h is not None:  # evict: the block is being reused
@@ -141,7 +140,7 @@ class KVCacheManager:
                 del self.cached[h]
             self.block_hash[b] = None
         self.ref_cnt[b] = 1
-        self.req_blocks[request.request_id].append(b)
+        return b
 
     def cache_full_blocks(self, request: Request, num_tokens: int) -> None:
         """Hash the request's blocks that are full once ``num_tokens`` are computed (what

@@ -130,14 +130,21 @@ class StepFeatures:
 
     @classmethod
     def from_plan(cls, plan: StepPlan) -> StepFeatures:
-        decode_ctx = 0
-        prefill: list[tuple[int, int]] = []
-        for n, ctx in zip(plan.num_new_tokens, plan.context_lens, strict=True):
-            if n == 1:
-                decode_ctx += ctx
-            else:
-                prefill.append((n, ctx))
+        decode_ctx, prefill = split_plan(plan)
         return cls.from_totals(plan.num_tokens, plan.num_seqs, decode_ctx, prefill)
+
+
+def split_plan(plan: StepPlan) -> tuple[int, list[tuple[int, int]]]:
+    """A step's requests as the step-time models see them: the summed context of its decodes
+    (one new token each) and the (new tokens, context) of each prefill chunk."""
+    decode_ctx = 0
+    prefill: list[tuple[int, int]] = []
+    for n, ctx in zip(plan.num_new_tokens, plan.context_lens, strict=True):
+        if n == 1:
+            decode_ctx += ctx
+        else:
+            prefill.append((n, ctx))
+    return decode_ctx, prefill
 
 
 def _max(a: Num, b: Num) -> Num:

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.engine.scheduler import StepPlan
+from simulator.engine.step_time import split_plan
 from simulator.errors import ConfigError
 from simulator.profiles import Calibration
 
@@ -327,11 +328,5 @@ class AiconfiguratorStepTime:
     def predict(self, plan: StepPlan) -> float:
         if plan.num_tokens <= 0:
             return 0.0
-        dec_ctx = 0
-        prefill: list[tuple[int, int]] = []
-        for n, ctx in zip(plan.num_new_tokens, plan.context_lens, strict=True):
-            if n == 1:
-                dec_ctx += ctx
-            else:
-                prefill.append((n, ctx))
+        dec_ctx, prefill = split_plan(plan)
         return self.predict_totals(plan.num_tokens, plan.num_seqs, dec_ctx, prefill)
