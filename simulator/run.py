@@ -385,6 +385,7 @@ def simulate(sc: Scenario) -> Results:
     sim = {"seed": sc.seed, "wall_s": time.perf_counter() - wall0, "sim_time_s": end,
            "version": __version__, "steps": rec.num_steps,
            "fast_path_steps": sum(r.fast_steps for r in fleet.replicas),
+           "run_ahead_steps": sum(r.ahead_steps for r in fleet.replicas),
            "replica_busy_frac": busy_frac}
     counts = rec.counts()
     summary = summarize(requests, steps, samples, itl, counts=counts,

@@ -246,6 +246,8 @@ class MetricsPipeline:
         """Replica id → (t, waiting, running, kv usage, generation tokens counter)."""
         self.queue: dict[str, deque[tuple[float, float]]] = {p: deque() for p in pools}
         self.arrivals: deque[tuple[float, int]] = deque()
+        self.rates: deque[tuple[float, float]] = deque()
+        """(mid-time, requests/s) between consecutive ``arrivals`` entries."""
         self.scrapes = 0
 
     def run(self) -> Generator[simpy.Event, Any, None]:
@@ -279,14 +281,28 @@ class MetricsPipeline:
             q.append((now, waiting + held))
             while q and q[0][0] < keep:
                 q.popleft()
-        self.arrivals.append((now, self.fleet._next_cid))
-        while len(self.arrivals) > 2 and self.arrivals[0][0] < now - 3600:
-            self.arrivals.popleft()
+        arr = self.arrivals
+        n1 = self.fleet._next_cid
+        if arr and now > arr[-1][0]:
+            t0, n0 = arr[-1]
+            self.rates.append(((now + t0) / 2, (n1 - n0) / (now - t0)))
+        arr.append((now, n1))
+        while len(arr) > 2 and arr[0][0] < now - 3600:
+            arr.popleft()
+        rates = self.rates
+        while rates and rates[0][0] < arr[0][0]:  # a pair with a forgotten end
+            rates.popleft()
 
     def _ttft_p90(self, pool: str) -> float | None:
         obs = self.fleet.ttft_obs or []
         t0 = self.env.now - self.window
-        vals = [v for t, p, v in reversed(obs[-5000:]) if t >= t0 and p == pool]
+        # Observations come in time order: drop those no window will reach again.
+        old = 0
+        while old < len(obs) and obs[old][0] < t0:
+            old += 1
+        if old:
+            del obs[:old]
+        vals = [v for t, p, v in reversed(obs[-5000:]) if p == pool]
         return float(np.percentile(vals, 90)) if vals else None
 
     def view(self, name: str, rs: ReplicaSet) -> PoolView:
@@ -310,10 +326,7 @@ class MetricsPipeline:
         n_rep = len(per[names.NUM_REQUESTS_WAITING])
         per["time_to_first_token_p90_s"] = [ttft] * n_rep if ttft is not None else []
         q = [v for t, v in self.queue[name] if t >= t0]
-        arr = list(self.arrivals)
-        rates = [((t1 + t0_) / 2, (n1 - n0) / (t1 - t0_))
-                 for (t0_, n0), (t1, n1) in itertools.pairwise(arr) if t1 > t0_]
-        return PoolView(now, rs.current, per, sum(q) / len(q) if q else 0.0, rates)
+        return PoolView(now, rs.current, per, sum(q) / len(q) if q else 0.0, list(self.rates))
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ skew between experts, and GPU clock throttling (absorbed by the fitted efficienc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -53,6 +54,8 @@ from simulator.profiles import BYTES_PER_PARAM, Calibration, GpuProfile, ModelPr
 Num: TypeAlias = "float | np.ndarray"
 
 US = 1e-6
+SHAPE_CACHE_SIZE = 65_536
+"""Step shapes (tokens, sequences) whose shape-only terms a step model keeps (then starts afresh)."""
 
 
 class StepTimeModel(Protocol):
@@ -311,6 +314,8 @@ class RooflineStepTime:
                  + m.intermediate_size * self.shared_experts) / tp
         elems = 8 * h + 2 * (q_dim + kv_dim) + 3 * inter + 2 * kv_dim
         self.act_bytes_per_token = L * elems * BYTES_PER_PARAM["bf16"] + self.kv_bytes_per_token
+        self._shapes: dict[tuple[int, int], tuple[Num, Num, Num, Num]] = {}
+        """(tokens, sequences) → shape-only terms of :meth:`predict_totals`."""
 
     # --------------------------------------------------------------------------------------------
     def sized_gemm_seconds(self, num_tokens: Num) -> Num:
@@ -361,13 +366,10 @@ class RooflineStepTime:
         return self.linear_flops_per_token * num_tokens
 
     # --------------------------------------------------------------------------------------------
-    def components(self, f: StepFeatures) -> tuple[Num, Num, Num, Num, Num, Num]:
-        """(gemm, lm_head, attention, allreduce, overhead, other) seconds for ``f`` — floats for one
-        step, arrays for many. The single implementation of the physics."""
+    def _shape_terms(self, T: Num, S: Num) -> tuple[Num, Num, Num, Num, Num]:
+        """Seconds of one step that depend only on its tokens ``T`` and sequences ``S``: (dense
+        and MoE GEMMs, LM head, all-reduce, CPU overhead, other per-layer kernels)."""
         c = self.cal
-        T = f.num_tokens
-        S = f.num_seqs
-        n = f.steps
         L = self.num_layers
         # Dense linear layers.
         if self.sized_gemms:
@@ -393,7 +395,21 @@ class RooflineStepTime:
                             peak_flops=self.bf16_flops, efficiency=self.lm_head_eff,
                             m_half=c.gemm_m_half, hbm_bps=self.hbm,
                             bw_efficiency=c.weight_bw_efficiency, latency_s=c.gemm_latency_us * US)
-        # Attention: one kernel per layer for the whole mixed batch.
+        # All-reduce.
+        t_ar = self.ar_count * allreduce_seconds(
+            T * self.ar_bytes_per_token, self.tp, link_bps=self.link,
+            latency_s=c.allreduce_latency_us * US, bw_efficiency=c.allreduce_bw_efficiency)
+        # CPU-side overhead.
+        t_over = (c.step_overhead_us + c.per_seq_overhead_us * S
+                  + c.per_token_overhead_us * T) * US
+        # Other per-layer kernels.
+        t_other = L * c.layer_overhead_us * US + T * self.act_bytes_per_token / (
+            self.hbm * c.weight_bw_efficiency)
+        return t_gemm, t_lm, t_ar, t_over, t_other
+
+    def _attention(self, f: StepFeatures) -> Num:
+        """Attention seconds of ``f``: one kernel per layer for the whole mixed batch."""
+        c = self.cal
         t_dec = decode_attention_seconds(
             f.decode_pairs, flops_per_pair=self.attn_flops_per_pair,
             kv_bytes_per_token=self.kv_bytes_per_token, peak_flops=self.bf16_flops,
@@ -403,18 +419,15 @@ class RooflineStepTime:
             flops_per_pair=self.attn_flops_per_pair, kv_bytes_per_token=self.kv_bytes_per_token,
             peak_flops=self.bf16_flops, efficiency=c.attn_efficiency, kv_half=c.attn_kv_half,
             hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
-        t_att = t_dec + t_pre + n * L * (c.attn_latency_us + c.attn_per_seq_us * S) * US
-        # All-reduce.
-        t_ar = self.ar_count * allreduce_seconds(
-            T * self.ar_bytes_per_token, self.tp, link_bps=self.link,
-            latency_s=c.allreduce_latency_us * US, bw_efficiency=c.allreduce_bw_efficiency)
-        # Other per-layer kernels.
-        t_other = L * c.layer_overhead_us * US + T * self.act_bytes_per_token / (
-            self.hbm * c.weight_bw_efficiency)
-        # CPU-side overhead.
-        t_over = (c.step_overhead_us + c.per_seq_overhead_us * S
-                  + c.per_token_overhead_us * T) * US
-        return n * t_gemm, n * t_lm, t_att, n * t_ar, n * t_over, n * t_other
+        return t_dec + t_pre + f.steps * self.num_layers * (
+            c.attn_latency_us + c.attn_per_seq_us * f.num_seqs) * US
+
+    def components(self, f: StepFeatures) -> tuple[Num, Num, Num, Num, Num, Num]:
+        """(gemm, lm_head, attention, allreduce, overhead, other) seconds for ``f`` — floats for one
+        step, arrays for many. The single implementation of the physics."""
+        n = f.steps
+        t_gemm, t_lm, t_ar, t_over, t_other = self._shape_terms(f.num_tokens, f.num_seqs)
+        return n * t_gemm, n * t_lm, self._attention(f), n * t_ar, n * t_over, n * t_other
 
     def total(self, f: StepFeatures) -> Num:
         """Step seconds for ``f`` (array in, array out)."""
@@ -445,11 +458,50 @@ class RooflineStepTime:
             return 0.0
         return float(self.total(StepFeatures.from_plan(plan)))
 
+    def _shape(self, num_tokens: int, num_seqs: int) -> tuple[Num, Num, Num, Num]:
+        """(gemm + lm_head, allreduce, overhead, other) of one step of this shape, cached."""
+        key = (num_tokens, num_seqs)
+        shape = self._shapes.get(key)
+        if shape is None:
+            g, lm, ar, o, x = self._shape_terms(float(num_tokens), float(num_seqs))
+            # NOTE: total() adds g + lm + attention + ar + o + x left to right (one step: n = 1.0
+            # scales nothing), so caching g + lm and adding the rest in order is the same number.
+            shape = (g + lm, ar, o, x)
+            if len(self._shapes) >= SHAPE_CACHE_SIZE:
+                self._shapes.clear()
+            self._shapes[key] = shape
+        return shape
+
+    def decode_seconds_fn(self, num_seqs: int) -> Callable[[int], float]:
+        """Step seconds of a decode-only step of ``num_seqs`` sequences as a function of their
+        summed context: ``predict_totals(num_seqs, num_seqs, ctx, [])``, bit for bit, at a
+        fraction of the cost (the replica runs ahead over millions of such steps). The terms of
+        :meth:`components` are the same; only the constants are taken out of the loop."""
+        n = num_seqs
+        gl, ar, o, x = self._shape(n, n)
+        c = self.cal
+        fpp, d_flops = self.attn_flops_per_pair, self.bf16_flops * c.attn_efficiency
+        kvb, d_bytes = self.kv_bytes_per_token, self.hbm * self.kv_eff
+        # _attention() with no prefill: t_dec + 0.0 + the per-layer launches (t_dec ≥ 0, so
+        # adding the prefill's exact 0.0 changes nothing).
+        launches = 1.0 * self.num_layers * (c.attn_latency_us + c.attn_per_seq_us * float(n)) * US
+
+        def seconds(decode_ctx: int) -> float:
+            pairs = float(decode_ctx + n)
+            a = pairs * fpp / d_flops
+            b = pairs * kvb / d_bytes
+            return float(gl + ((a if a >= b else b) + launches) + ar + o + x)
+
+        return seconds
+
     def predict_totals(self, num_tokens: int, num_seqs: int, decode_ctx: int,
                        prefill: list[tuple[int, int]]) -> float:
         """:meth:`predict` of a step given its totals (see :meth:`breakdown_totals`) — the same
-        number, bit for bit, without building the plan (the replica's decode fast path)."""
+        number, bit for bit, without building the plan (the replica's decode fast path). The terms
+        that depend only on (tokens, sequences) are cached: a serving run repeats a few thousand
+        shapes millions of times; only the attention is evaluated every step."""
         if num_tokens <= 0:
             return 0.0
-        return float(self.total(StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx,
-                                                         prefill)))
+        gl, ar, o, x = self._shape(num_tokens, num_seqs)
+        a = self._attention(StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill))
+        return float(gl + a + ar + o + x)

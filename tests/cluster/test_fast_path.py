@@ -30,8 +30,11 @@ def _shipped(name: str, *overrides: str) -> Any:
 
 
 def _small(**over: Any) -> Any:
+    extra = over.pop("metrics", {})
+
     def make(fast: bool) -> Results:
-        return simulate(scenario(sim={"fast_path": fast}, metrics={"record_steps": True}, **over))
+        metrics = {"record_steps": True, **extra}
+        return simulate(scenario(sim={"fast_path": fast}, metrics=metrics, **over))
     return make
 
 
@@ -51,6 +54,15 @@ CASES = {
     "replica-failure": _shipped("replica-failure", "workload.duration_s=30"),
     # prefill/decode disaggregation: decode admission, KV transfers
     "disagg": _shipped("disagg-vs-agg", "workload.num_requests=250"),
+    # light diurnal traffic under an HPA: long runs of decode steps between arrivals, run ahead
+    # of the clock across Prometheus scrapes, replicas added and drained
+    "autoscaled-low-load": _small(
+        workload={"arrival": {"kind": "diurnal", "rate": 6.0, "amplitude": 0.8,
+                              "peak_hour": 0.02}, "num_requests": 700},
+        autoscaling={"pools": {"default": {
+            "min_replicas": 1, "max_replicas": 3, "sync_period_s": 5,
+            "signals": [{"kind": "pods", "metric": "num_requests_running", "target": 6}]}}},
+        metrics={"record_steps": True, "sample_interval_s": 1.0}),
 }
 
 
@@ -67,8 +79,11 @@ def test_fast_path_changes_nothing(case: str) -> None:
                 "kv_cache_usage", "preemptions", "prefix_cache_hit_rate", "fleet"):
         assert slow.summary[key] == fast.summary[key], key
     assert slow.summary["sim"]["fast_path_steps"] == 0
+    assert slow.summary["sim"]["run_ahead_steps"] == 0
     # the fast path is really exercised (most steps of a busy replica are decode-only)
     assert fast.summary["sim"]["fast_path_steps"] > 0.3 * fast.summary["sim"]["steps"]
+    # and so is running ahead of the clock (steps that end with no SimPy event of their own)
+    assert fast.summary["sim"]["run_ahead_steps"] > 0
 
 
 def test_itl_off_keeps_per_request_figures() -> None:

@@ -270,3 +270,38 @@ def test_four_bit_experts_use_their_own_moe_coefficients_when_calibrated():
     ref = RooflineStepTime(oss, H100, tp=2, weight_dtype="fp8", kv_dtype="bf16", calibration=base)
     f = StepFeatures.from_totals(32, 32, 32 * 1000, [])
     assert float(fp8.components(f)[0]) == float(ref.components(f)[0])
+
+
+@pytest.mark.parametrize("gpu,model,tp,wdt", [
+    ("H100-SXM", "Llama-3.1-8B", 1, "bf16"), ("H100-SXM", "Llama-3.1-70B", 4, "fp8"),
+    ("H200-SXM", "Qwen3-235B-A22B", 4, "fp8"), ("H100-SXM", "gpt-oss-120b", 2, "fp4"),
+    ("MI300X", "Llama-3.1-70B", 1, "bf16")])
+def test_predict_totals_is_predict_bit_for_bit_with_its_shape_cache(gpu, model, tp, wdt):
+    # The replica's fast path prices steps with predict_totals, which caches the terms that
+    # depend only on (tokens, sequences); every step must cost exactly what predict() says.
+    from simulator.profiles import find_calibration
+    g = load_gpu(gpu)
+    found = find_calibration(g.name, None)
+    cal = found.coefficients if found is not None else Calibration()
+    st = RooflineStepTime(load_model(model), g, tp=tp, weight_dtype=wdt, kv_dtype="bf16",
+                          calibration=cal)
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        n_dec = int(rng.integers(0, 40))
+        pre = [(int(rng.integers(2, 3000)), int(rng.integers(0, 4000)))
+               for _ in range(int(rng.integers(0, 3)))]
+        ctx = [int(rng.integers(1, 5000)) for _ in range(n_dec)]
+        # Shapes repeat (a small token grid), so the cache is hit as well as filled.
+        news = [1] * n_dec + [n for n, _ in pre]
+        plan = StepPlan(requests=[None] * len(news), num_new_tokens=news,  # type: ignore[list-item]
+                        context_lens=ctx + [c for _, c in pre])
+        if not news:
+            continue
+        want = st.predict(plan)
+        assert st.predict_totals(plan.num_tokens, plan.num_seqs, sum(ctx), pre) == want
+        assert st.predict_totals(plan.num_tokens, plan.num_seqs, sum(ctx), pre) == want
+    # The replica's run-ahead prices plain decode steps with decode_seconds_fn: the same numbers.
+    for n in (1, 2, 7, 64, 255):
+        seconds = st.decode_seconds_fn(n)
+        for ctx in rng.integers(0, 8_000, 50):
+            assert seconds(n * int(ctx)) == st.predict(decode_plan(n, int(ctx)))
