@@ -116,9 +116,21 @@ class KVCacheManager:
             self.ref_cnt[b] += 1
             blocks.append(b)
         new: list[int] = []
-        take = self._take_free_block
-        for _ in range(max(0, num_to_allocate)):
-            new.append(take())
+        if num_to_allocate > 0:
+            # _take_free_block, inlined: a prompt takes tens of blocks at once.
+            free = self.free
+            block_hash = self.block_hash
+            cached = self.cached
+            ref_cnt = self.ref_cnt
+            for _ in range(num_to_allocate):
+                b = free.popitem(last=False)[0]
+                h = block_hash[b]
+                if h is not None:  # evict: the block is being reused
+                    if cached.get(h) == b:
+                        del cached[h]
+                    block_hash[b] = None
+                ref_cnt[b] = 1
+                new.append(b)
         blocks.extend(new)
         if self.enable_caching:
             self._cache_full_blocks(request, min(need_tokens, request.num_tokens))
@@ -155,14 +167,18 @@ class KVCacheManager:
         if end <= start:
             return
         blocks = self.req_blocks[rid]
+        block_hash = self.block_hash
+        cached = self.cached
+        shared = len(request.prefix_hashes)
         for i in range(start, end):
             b = blocks[i]
-            if self.block_hash[b] is None:
-                h = request.block_hash(i)
-                self.block_hash[b] = h
+            if block_hash[b] is None:
+                # Request.block_hash, inlined past the shared prefix (the hot case).
+                h = request.prefix_hashes[i] if i < shared else -((rid << 24) | i) - 1
+                block_hash[b] = h
                 # NOTE: vLLM keeps every duplicate under the hash; we keep the first writer
                 # (a duplicate computed concurrently is never looked up while the first lives).
-                self.cached.setdefault(h, b)
+                cached.setdefault(h, b)
         self.num_cached_blocks[rid] = end
 
     def free_request(self, request: Request) -> None:

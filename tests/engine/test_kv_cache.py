@@ -121,3 +121,15 @@ def test_pool_never_goes_negative_or_over_capacity(ops):
     for r in list(live.values()):
         kv.free_request(r)
     assert kv.num_free_blocks == kv.num_blocks
+
+
+def test_full_blocks_carry_the_requests_block_hashes():
+    # allocate_slots hashes full blocks with Request.block_hash inlined: the same hashes, shared
+    # prefix blocks first, then the request's own.
+    kv = KVCacheManager(num_blocks=64, block_size=16)
+    req = Request(request_id=5, prompt_len=100, max_tokens=10, prefix_hashes=(11, 22, 33))
+    assert kv.allocate_slots(req, 100) is not None
+    blocks = kv.blocks_of(req)
+    assert [kv.block_hash[b] for b in blocks[:6]] == [req.block_hash(i) for i in range(6)]
+    assert kv.block_hash[blocks[6]] is None  # 100 tokens: 6 full blocks and a partial one
+    assert [kv.block_hash[b] for b in blocks[:3]] == [11, 22, 33]
