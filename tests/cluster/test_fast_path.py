@@ -63,6 +63,10 @@ CASES = {
             "min_replicas": 1, "max_replicas": 3, "sync_period_s": 5,
             "signals": [{"kind": "pods", "metric": "num_requests_running", "target": 6}]}}},
         metrics={"record_steps": True, "sample_interval_s": 1.0}),
+    # the same light traffic on one replica without step rows (runs ahead counting steps only)
+    "low-load-no-step-rows": _small(workload={"arrival": {"kind": "poisson", "rate": 3},
+                                              "num_requests": 150},
+                                    metrics={"record_steps": False}),
 }
 
 
@@ -78,6 +82,8 @@ def test_fast_path_changes_nothing(case: str) -> None:
     for key in ("requests", "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms", "throughput",
                 "kv_cache_usage", "preemptions", "prefix_cache_hit_rate", "fleet"):
         assert slow.summary[key] == fast.summary[key], key
+    assert slow.summary["sim"]["steps"] == fast.summary["sim"]["steps"]
+    assert slow.summary["sim"]["sim_time_s"] == fast.summary["sim"]["sim_time_s"]
     assert slow.summary["sim"]["fast_path_steps"] == 0
     assert slow.summary["sim"]["run_ahead_steps"] == 0
     # the fast path is really exercised (most steps of a busy replica are decode-only)
