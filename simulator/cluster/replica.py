@@ -261,37 +261,34 @@ class Replica:
                     yield self._wake
                     self._wake = None
                 if self.fast_path:
-                    fast = self._fast_schedule()
-                    if fast is not None:
-                        start = env.now
+                    now = start = env.now
+                    peek = env.peek()
+                    while True:
+                        # Run ahead (module docstring): steps that end before the next event
+                        # anywhere and concern no one else end now, virtually.
+                        start, fast = self._decode_run(start, peek)
+                        if fast is not None:
+                            break  # a plain decode step that reaches the next event
+                        fast = self._fast_schedule()
+                        if fast is None:
+                            break
                         self._mark(fast, start)
                         end = start + fast.dt
-                        ahead = False
-                        peek = env.peek()
-                        while end < peek and self._quiet(fast):
-                            # Run ahead (module docstring): no event comes before this step ends
-                            # and its end concerns no one else, so it ends now, virtually.
-                            self._finish_fast(fast, start, end)
-                            self.ahead_steps += 1
-                            start = end
-                            ahead = True
-                            start = self._decode_run(start, peek)
-                            fast = self._fast_schedule()
-                            if fast is None:
-                                break
-                            self._mark(fast, start)
-                            end = start + fast.dt
-                        if fast is not None:
-                            self._step = fast
-                            yield _StepEnd(env, end) if ahead else env.timeout(fast.dt)
-                            self._step = None
-                            self._finish_fast(fast, start, env.now)
-                            continue
-                        self.sync()  # the step goes the ordinary way: apply every lazy request
-                        if ahead:
-                            yield _StepEnd(env, start)  # ... when it starts
-                    else:
-                        self.sync()
+                        if not (end < peek and self._quiet(fast)):
+                            break
+                        self._finish_fast(fast, start, end)
+                        self.ahead_steps += 1
+                        start = end
+                    if fast is not None:
+                        self._step = fast
+                        yield env.timeout(fast.dt) if start == now else \
+                            _StepEnd(env, start + fast.dt)
+                        self._step = None
+                        self._finish_fast(fast, start, env.now)
+                        continue
+                    self.sync()  # the step goes the ordinary way: apply every lazy request
+                    if start != now:
+                        yield _StepEnd(env, start)  # ... when it starts
                 plan = sched.schedule()
                 if plan.is_empty and self.num_transferring:
                     # Disaggregated decode: every free block is reserved for KV still on the link
@@ -629,16 +626,18 @@ class Replica:
                 return False
         return True
 
-    def _decode_run(self, start: float, peek: float) -> float:
+    def _decode_run(self, start: float, peek: float) -> tuple[float, _Step | None]:
         """Run ahead over plain decode steps from ``start``: while every running request is lazy
         and nothing waits, each step is the same batch one token further on, so take them here
         one after another — block actions, step time, clock, step row, exactly as
         :meth:`_fast_schedule` and :meth:`_finish_fast` would — until a step would finish a
         request, need more blocks than are free, or end at or after ``peek``. Returns the time
-        the next step starts."""
+        the next step starts and, when that step is a plain decode step ending at or after
+        ``peek``, the step itself, scheduled as :meth:`_fast_schedule` would (else None: the
+        caller schedules it)."""
         sched = self.scheduler
         if len(sched.waiting) or self.pending:
-            return start
+            return start, None
         g = self._g
         eager: list[Request] = []
         for req in self._eager:  # as _fast_schedule joins them
@@ -647,7 +646,7 @@ class Replica:
         self._eager = eager
         n = len(self._lazy)
         if eager or not n or n > sched.config.max_num_batched_tokens:
-            return start
+            return start, None
         kv = self.kv
         free = kv.free
         due = self._due
@@ -674,11 +673,11 @@ class Replica:
         g0 = g
         stop = fin[0][0] if fin else _NEVER  # the step that finishes a request (fin is fixed here)
         next_act = due[0][0] if due else _NEVER
+        step: _Step | None = None
         while g < stop:
             dt = seconds(ctx)
             end = start + dt
-            if not end < peek:
-                break
+            ahead = end < peek
             if next_act <= g:
                 acts: list[tuple[int, int, int, int, Request]] = []
                 blocks = 0
@@ -696,6 +695,11 @@ class Replica:
                     act(e)
                 next_act = due[0][0] if due else _NEVER
                 usage = kv.usage
+            if not ahead:
+                # This step reaches the next event: it is the one the caller yields.
+                step = _Step([], True, dt, n, n, n, 0)
+                self.fast_steps += 1
+                break
             busy += dt
             ends.append(end)
             g += 1
@@ -715,7 +719,7 @@ class Replica:
                 recorder.num_steps += k  # what record() counts
             if len(ends) > 4096:
                 self._trim()
-        return start
+        return start, step
 
     def _trim(self) -> None:
         """Forget step end times no lazy request needs any more."""
