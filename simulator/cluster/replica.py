@@ -143,6 +143,8 @@ class Replica:
         self._decode_fn: Callable[[int], Callable[[int], float]] | None = getattr(
             step_time, "decode_seconds_fn", None)
         """Decode-only step seconds as a function of the summed context, per batch size."""
+        self._decode_fns: dict[int, Callable[[int], float]] = {}
+        """Those functions, by batch size."""
         self.fast_path = bool(fast_path) and self._predict_totals is not None and role != "prefill"
         """Decode fast path on (see module docstring): asked for, and the step-time model can
         predict a step from its totals."""
@@ -655,7 +657,9 @@ class Replica:
         act = self._act
         fn = self._decode_fn
         if fn is not None:
-            seconds = fn(n)
+            seconds = self._decode_fns.get(n)
+            if seconds is None:
+                seconds = self._decode_fns[n] = fn(n)
         else:
             predict = self._predict_totals
             assert predict is not None

@@ -117,20 +117,7 @@ class KVCacheManager:
             blocks.append(b)
         new: list[int] = []
         if num_to_allocate > 0:
-            # _take_free_block, inlined: a prompt takes tens of blocks at once.
-            free = self.free
-            block_hash = self.block_hash
-            cached = self.cached
-            ref_cnt = self.ref_cnt
-            for _ in range(num_to_allocate):
-                b = free.popitem(last=False)[0]
-                h = block_hash[b]
-                if h is not None:  # evict: the block is being reused
-                    if cached.get(h) == b:
-                        del cached[h]
-                    block_hash[b] = None
-                ref_cnt[b] = 1
-                new.append(b)
+            self._take_blocks(num_to_allocate, new)
         blocks.extend(new)
         if self.enable_caching:
             self._cache_full_blocks(request, min(need_tokens, request.num_tokens))
@@ -140,19 +127,24 @@ class KVCacheManager:
         """One more block for a running request whose next token crosses a block boundary — what
         :meth:`allocate_slots` does for a one-token step then; the caller has checked that a block
         is free (the decode fast path of :class:`simulator.cluster.replica.Replica`)."""
-        self.req_blocks[request.request_id].append(self._take_free_block())
+        self._take_blocks(1, self.req_blocks[request.request_id])
 
-    def _take_free_block(self) -> int:
-        """The least recently freed block, evicted from the prefix cache if it held a hash, with
-        one reference."""
-        b, _unused = self.free.popitem(last=False)
-        h = self.block_hash[b]
-        if h is not None:  # evict: the block is being reused
-            if self.cached.get(h) == b:
-                del self.cached[h]
-            self.block_hash[b] = None
-        self.ref_cnt[b] = 1
-        return b
+    def _take_blocks(self, n: int, into: list[int]) -> None:
+        """Append the ``n`` least recently freed blocks to ``into``, each evicted from the prefix
+        cache if it held a hash, with one reference."""
+        free = self.free
+        block_hash = self.block_hash
+        cached = self.cached
+        ref_cnt = self.ref_cnt
+        for _ in range(n):
+            b = free.popitem(last=False)[0]
+            h = block_hash[b]
+            if h is not None:  # evict: the block is being reused
+                if cached.get(h) == b:
+                    del cached[h]
+                block_hash[b] = None
+            ref_cnt[b] = 1
+            into.append(b)
 
     def cache_full_blocks(self, request: Request, num_tokens: int) -> None:
         """Hash the request's blocks that are full once ``num_tokens`` are computed (what
