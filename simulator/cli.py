@@ -210,6 +210,7 @@ def profiles(
 # ---- commands implemented in other modules, registered here ------------------------------------
 # (each module keeps its heavy imports inside the command function so `servesim --help` stays fast)
 from simulator.calibrate.fit import calibrate_command  # noqa: E402
+from simulator.calibrate.gpu_kernels import gpu_kernels_command  # noqa: E402
 from simulator.calibrate.validate import validate_command  # noqa: E402
 from simulator.mitigations import mitigations_command  # noqa: E402
 from simulator.plan import plan_command  # noqa: E402
@@ -219,6 +220,7 @@ from simulator.workload.cli import workload_app  # noqa: E402
 
 app.command("calibrate")(calibrate_command)
 app.command("validate")(validate_command)
+app.command("gpu-kernels")(gpu_kernels_command)
 app.command("plan")(plan_command)
 app.command("sweep")(sweep_command)
 app.command("mitigations")(mitigations_command)
