@@ -123,6 +123,7 @@ def child(case: str, n: int | None, fast: bool, root: Path) -> None:
         "case": case, "requests": int(req["arrived"]), "completed": int(req["completed"]),
         "wall_s": wall, "cpu_s": cpu, "req_per_wall_s": req["arrived"] / wall, "events": events,
         "steps": res.summary["sim"]["steps"], "sim_time_s": res.summary["sim"]["sim_time_s"],
+        "ahead_steps": res.summary["sim"].get("run_ahead_steps", 0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "ttft_p50_ms": res.summary["ttft_ms"]["p50"], "tpot_p50_ms": res.summary["tpot_ms"]["p50"],
     }))
@@ -158,11 +159,13 @@ def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| case | requests | wall s (median) | runs | CPU s | sim req / wall s | events | "
-            "engine steps | peak RSS MB |\n|---|---:|---:|---|---:|---:|---:|---:|---:|\n")
+            "engine steps | run ahead | peak RSS MB |\n"
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
     return head + "".join(
         f"| {r['case']} | {r['requests']:,} | {r['wall_s']:.1f} | {r['walls']} | "
         f"{r.get('cpu_s', float('nan')):.1f} | {r['req_per_wall_s']:,.0f} | {r['events']:,} | "
-        f"{r['steps']:,} | {r['peak_rss_mb']:.0f} |\n" for r in rows)
+        f"{r['steps']:,} | {r.get('ahead_steps', 0):,} | {r['peak_rss_mb']:.0f} |\n"
+        for r in rows)
 
 
 def main() -> None:
