@@ -33,6 +33,20 @@ Fits, per GPU (data root: :func:`simulator.calibrate.datasets.shared_data_root`)
   :data:`V0_FAMILY` (for simulating vLLM < 0.8), and the vLLM-0.24 files take the V1 prior
   :data:`V1_OVERHEADS` for the CPU terms instead (a cited prior, not a fit: no V1-era end-to-end
   source outside the validation suites exists).
+- **H100-SXM, H200-SXM, older kernel families** (:data:`OLDER_KERNEL_VERSIONS`: families ``0.14``
+  and ``0.19``) — the same fit, step for step, on aiconfigurator's vLLM 0.14.0 and 0.19.0 tables
+  (the LLM-Inference-Bench overhead fit is redone with those kernels for ``layer_overhead_us``;
+  H200 reuses that fit's H100 overheads), always with the V1 CPU prior; their pre-V1 overheads
+  are not written (``V0_FAMILY`` keeps the 0.24 kernels). Each of these folders holds every
+  table the fit reads on both GPUs, but: no MXFP4 MoE rows before 0.24.0 on H100 and before
+  0.18.0 on H200, so ``moe_*_fp4`` come from the nearest newer folder that has them
+  (:func:`fp4_moe_version`: H100 0.14 and 0.19 → 0.24.0, H200 0.14 → 0.18.0); and H200's
+  0.19.0 context-attention table is unphysical (it implies 5-32 PFLOP/s of bf16 attention), so
+  that family's prefill attention is fitted on H200's 0.18.0 table (:data:`TABLE_SUBSTITUTES`).
+  Each substitution is named in the file's ``method`` and its table listed in ``data``. These
+  families exist so that a measurement taken on an older vLLM can be simulated with that era's
+  kernels (``servesim validate`` picks them by the silicon row's recorded vLLM version);
+  ``step_time.calibration: auto`` still resolves to the newest (0.24).
 - **MI300X** — no kernel tables: every coefficient that matters for the measured runs is fitted, as
   a maximum a-posteriori estimate around documented priors, on ROCm's vLLM dev-docker fixed-batch
   latencies (Llama-3.1-70B/405B FP8, FP8 KV, TP8, batch 1–128, input 128/2048, output 2048) of
@@ -101,8 +115,27 @@ from simulator.profiles import (
     memory_budget,
 )
 
-#: aiconfigurator vLLM version folder fitted per GPU (newest with every table on both GPUs).
+#: aiconfigurator vLLM version folder fitted per GPU (newest with every table on both GPUs): the
+#: default family (``step_time.calibration: auto`` picks the newest).
 KERNEL_VERSION = {"H100-SXM": "0.24.0", "H200-SXM": "0.24.0"}
+#: Older aiconfigurator vLLM version folders also fitted per GPU, each written as its own family
+#: (``<gpu>__vllm-0.14.yaml``, ``__vllm-0.19.yaml``) with the same method and the same V1 CPU prior,
+#: so that a measurement taken on an older vLLM can be simulated with that era's kernels
+#: (``servesim validate`` picks the family by the row's recorded vLLM version). Every table the fit
+#: reads exists in these folders on both GPUs, except the MXFP4 fused-MoE rows: those come from the
+#: nearest newer folder that has them (:func:`fp4_moe_version`; named in the file's provenance).
+OLDER_KERNEL_VERSIONS: dict[str, tuple[str, ...]] = {"H100-SXM": ("0.14.0", "0.19.0"),
+                                                     "H200-SXM": ("0.14.0", "0.19.0")}
+#: Kernel tables that are not fitted on, (gpu, kind, version) → (version used instead, why). The
+#: substitute is the same GPU's table of the same kind from the nearest version with a physical one.
+TABLE_SUBSTITUTES: dict[tuple[str, str, str], tuple[str, str]] = {
+    ("H200-SXM", "context_attention", "0.19.0"): (
+        "0.18.0", "its bf16 rows at the served head layouts imply a median 5.3 PFLOP/s (up to "
+                  "32 PFLOP/s) of causal attention for prompts >= 4096 tokens, 5-30x the GPU's "
+                  "989 TFLOP/s bf16 peak, where the 0.14.0, 0.18.0, 0.22.0 and 0.24.0 tables of "
+                  "H200 and the 0.19.0 table of H100 imply 540-660 TFLOP/s; 0.18.0 runs the same "
+                  "vllm_flash_attn kernel"),
+}
 #: ROCm dev-docker vLLM versions the MI300X fit uses; the rest (0.9.0.1, 0.9.1, 0.10.0) are held
 #: out for validation.
 MI300X_FIT_VERSIONS = ("0.6.6", "0.7.3", "0.8.3", "0.8.5")
@@ -852,29 +885,77 @@ LAYER_OVERHEAD_MAX_US = 25.0
 """Physical bound on the non-GEMM per-layer kernel time (five small kernels of ~2–4 µs)."""
 
 
-def fit_kernels(gpu_name: str) -> tuple[Calibration, dict[str, float], list[str], str]:
-    """All kernel-table fits for an NVIDIA GPU: (calibration, residuals, data files, version)."""
+def _family(version: str) -> str:
+    """Calibration family of an aiconfigurator version folder: ``0.24.0`` → ``0.24``."""
+    return ".".join(version.split(".")[:2])
+
+
+def table_version(gpu_name: str, kind: str, version: str) -> str:
+    """The version folder a fit on ``version`` reads ``kind`` from (:data:`TABLE_SUBSTITUTES`)."""
+    sub = TABLE_SUBSTITUTES.get((gpu_name, kind, version))
+    return sub[0] if sub else version
+
+
+def substitutions(gpu_name: str, version: str) -> list[str]:
+    """Provenance sentences for every table a fit on ``version`` takes from another folder."""
+    out = [f"The vLLM {version} {kind} table of {gpu_name} is NOT used: {why}; vLLM {v} instead "
+           f"(listed in data)." for (g, kind, ver), (v, why) in TABLE_SUBSTITUTES.items()
+           if g == gpu_name and ver == version]
+    if FP4_MOE:
+        v4 = fp4_moe_version(gpu_name, version)
+        if v4 != version:
+            out.append(f"The vLLM {version} MoE table of {gpu_name} has no w4a16_mxfp4 rows at "
+                       f"the served shapes: moe_*_fp4 are fitted on the nearest newer table that "
+                       f"has them, vLLM {v4} (listed in data).")
+    return out
+
+
+def fp4_moe_version(gpu_name: str, version: str) -> str:
+    """The aiconfigurator version folder whose MXFP4 (``w4a16_mxfp4``) fused-MoE rows the
+    ``version`` fit uses: ``version`` itself when its table has rows at the served shapes, else the
+    nearest newer folder that has them (the older tables of H100, and H200's 0.14.0, have none)."""
+    df = ds.aiconfigurator_kernels(gpu_name, "moe", None, collapse_repeats=True)
+    have = sorted({str(v) for v, d in df.groupby("folder_version")
+                   if len(_moe_rows(d, ["w4a16_mxfp4"]))}, key=ds._version_key)
+    if version in have:
+        return version
+    newer = [v for v in have if ds._version_key(v) > ds._version_key(version)]
+    if not newer:
+        raise ds.DataMissing(f"{gpu_name}: no aiconfigurator MXFP4 MoE rows at or after vLLM "
+                             f"{version}")
+    return newer[0]
+
+
+def fit_kernels(gpu_name: str, version: str | None = None
+                ) -> tuple[Calibration, dict[str, float], list[str], str]:
+    """All kernel-table fits for an NVIDIA GPU on the aiconfigurator ``version`` folder (default
+    :data:`KERNEL_VERSION`): (calibration, residuals, data files, version)."""
     gpu = load_gpu(gpu_name)
-    version = KERNEL_VERSION[gpu.name]
+    version = version or KERNEL_VERSION[gpu.name]
     used: list[str] = []
     cal = Calibration()
     residuals: dict[str, float] = {}
-    g = fit_gemm(gpu, _kernels(gpu.name, "gemm", version, used), cal)
+
+    def table(kind: str) -> pd.DataFrame:
+        return _kernels(gpu.name, kind, table_version(gpu.name, kind, version), used)
+
+    g = fit_gemm(gpu, table("gemm"), cal)
     cal = cal.model_copy(update=g.values)
     residuals.update(g.residuals)
-    a = fit_attention(gpu, _kernels(gpu.name, "context_attention", version, used),
-                      _kernels(gpu.name, "generation_attention", version, used), cal)
+    a = fit_attention(gpu, table("context_attention"), table("generation_attention"), cal)
     cal = cal.model_copy(update=a.values)
     residuals.update(a.residuals)
-    r = fit_allreduce(gpu, _kernels(gpu.name, "allreduce", version, used), cal)
+    r = fit_allreduce(gpu, table("allreduce"), cal)
     cal = cal.model_copy(update=r.values)
     residuals.update(r.residuals)
-    moe = _kernels(gpu.name, "moe", version, used)
+    moe = table("moe")
     mo = fit_moe(gpu, moe, cal)
     cal = cal.model_copy(update=mo.values)
     residuals.update(mo.residuals)
     if FP4_MOE:
-        m4 = fit_moe_fp4(gpu, moe, cal)
+        v4 = fp4_moe_version(gpu.name, version)
+        m4 = fit_moe_fp4(gpu, moe if v4 == table_version(gpu.name, "moe", version)
+                         else _kernels(gpu.name, "moe", v4, used), cal)
         cal = cal.model_copy(update=m4.values)
         residuals.update(m4.residuals)
     return cal, residuals, used, version
@@ -895,12 +976,14 @@ def fit_overheads(gpu: GpuProfile, cal: Calibration, cases: list[StaticCase],
     return fit_params(params, cal, pred, meas, tag=tag)
 
 
-def fit_nvidia(gpu_name: str, overhead_from: CalibrationProfile | None = None) -> GpuFit:
-    """H100-SXM / H200-SXM: kernel tables, then overheads on LLM-Inference-Bench (H100) or reused
+def fit_nvidia(gpu_name: str, overhead_from: CalibrationProfile | None = None,
+               version: str | None = None) -> GpuFit:
+    """H100-SXM / H200-SXM on the aiconfigurator ``version`` kernel tables (default
+    :data:`KERNEL_VERSION`): kernel tables, then overheads on LLM-Inference-Bench (H100) or reused
     from ``overhead_from`` (H200)."""
     gpu = load_gpu(gpu_name)
-    cal, residuals, used, version = fit_kernels(gpu.name)
-    family = ".".join(version.split(".")[:2])
+    cal, residuals, used, version = fit_kernels(gpu.name, version)
+    family = _family(version)
     notes = []
     method = (f"Kernel coefficients: bounded Nelder-Mead least squares on log(pred/measured) of the "
               f"aiconfigurator vLLM {version} kernel tables of {gpu.name} (collapse_repeats): dense "
@@ -921,6 +1004,8 @@ def fit_nvidia(gpu_name: str, overhead_from: CalibrationProfile | None = None) -
     if FP4_MOE:
         method += (" MXFP4 weight-only experts (gpt-oss Triton kernel, w4a16_mxfp4 rows) -> "
                    "moe_*_fp4, fitted separately with their own latency.")
+    for sentence in substitutions(gpu.name, version):
+        method += " " + sentence
     commits = [f"aiconfigurator@{_commit('calibration/aiconfigurator')}"]
     if overhead_from is None:
         lib_used: list[str] = []
@@ -1339,26 +1424,61 @@ def split_v1_v0(f: GpuFit) -> list[GpuFit]:
                  "0.6.3).")
     v0 = p.model_copy(update={"vllm_family": V0_FAMILY, "provenance": p.provenance.model_copy(
         update={"method": v0_method})})
+    return [v1_prior(f, f"the fitted pre-V1 values are kept in {p.gpu}__vllm-{V0_FAMILY}.yaml"),
+            GpuFit(v0, [*f.notes, f"family {V0_FAMILY}: pre-V1 overheads"])]
+
+
+def v1_prior(f: GpuFit, pre_v1_note: str) -> GpuFit:
+    """``f`` with its CPU overheads replaced by the vLLM V1 prior :data:`V1_OVERHEADS`; the
+    method says where the fitted pre-V1 values went (``pre_v1_note``)."""
+    p = f.profile
     v1_method = (p.provenance.method + " step_overhead_us, per_seq_overhead_us and "
                  "per_token_overhead_us are then replaced by a vLLM V1 PRIOR (not a fit): "
                  f"{', '.join(f'{k} = {v:g}' for k, v in V1_OVERHEADS.items())}. V1 overlaps "
                  "scheduling, input preparation and output processing with the GPU's previous "
                  "step (async scheduling in the engine-core process), and NVIDIA's aiconfigurator "
                  "prices a vLLM step as the sum of its kernel times with no CPU term "
-                 "(sdk/backends/vllm_backend.py run_agg); the fitted pre-V1 values are kept in "
-                 f"{p.gpu}__vllm-{V0_FAMILY}.yaml. layer_overhead_us (GPU kernels) is kept.")
+                 f"(sdk/backends/vllm_backend.py run_agg); {pre_v1_note}. layer_overhead_us (GPU "
+                 "kernels) is kept.")
     v1 = p.model_copy(update={
         "coefficients": p.coefficients.model_copy(update=V1_OVERHEADS),
         "provenance": p.provenance.model_copy(update={"method": v1_method})})
-    return [GpuFit(v1, [*f.notes, "CPU overheads: vLLM V1 prior"]),
-            GpuFit(v0, [*f.notes, f"family {V0_FAMILY}: pre-V1 overheads"])]
+    return GpuFit(v1, [*f.notes, "CPU overheads: vLLM V1 prior"])
+
+
+def older_families(want: Sequence[str]) -> dict[str, list[GpuFit]]:
+    """The :data:`OLDER_KERNEL_VERSIONS` families of the NVIDIA GPUs in ``want``: the same fit on
+    an older kernel-table folder (H200 reusing that fit's H100 overheads), always with the V1 CPU
+    prior (with :data:`V1_OVERHEAD_PRIOR`); their pre-V1 overheads are not written (family
+    :data:`V0_FAMILY` keeps the newest kernels)."""
+    out: dict[str, list[GpuFit]] = {g: [] for g in ("H100-SXM", "H200-SXM") if g in want}
+    if not out:
+        return out
+    versions = sorted({v for g in out for v in OLDER_KERNEL_VERSIONS.get(g, ())},
+                      key=ds._version_key)
+    for version in versions:
+        h100 = fit_nvidia("H100-SXM", version=version)
+        nv = {"H100-SXM": h100}
+        if "H200-SXM" in out and version in OLDER_KERNEL_VERSIONS.get("H200-SXM", ()):
+            nv["H200-SXM"] = fit_nvidia("H200-SXM", overhead_from=h100.profile, version=version)
+        for g, f in nv.items():
+            if g not in out or version not in OLDER_KERNEL_VERSIONS.get(g, ()):
+                continue
+            out[g].append(v1_prior(f, f"the pre-V1 values fitted with these kernels are not "
+                                      f"written (family {V0_FAMILY} keeps the vLLM "
+                                      f"{KERNEL_VERSION[g]} kernels)")
+                          if V1_OVERHEAD_PRIOR else f)
+    return out
 
 
 def fit_all(gpus: Sequence[str] | None = None) -> list[GpuFit]:
-    """Refit every GPU (or ``gpus``) that has data; MI325X follows MI300X, H200 follows H100."""
+    """Refit every GPU (or ``gpus``) that has data; MI325X follows MI300X, H200 follows H100.
+    Per NVIDIA GPU: the newest family, ``V0_FAMILY``, then the :data:`OLDER_KERNEL_VERSIONS`
+    families, oldest first."""
     want = [g for g in GPUS if gpus is None or g in gpus]
     fits: dict[str, GpuFit] = {}
     extra: dict[str, GpuFit] = {}
+    older = older_families(want)
     if "H100-SXM" in want or "H200-SXM" in want:
         h100 = fit_nvidia("H100-SXM")
         nv = {"H100-SXM": h100}
@@ -1377,7 +1497,8 @@ def fit_all(gpus: Sequence[str] | None = None) -> list[GpuFit]:
             fits["MI300X"] = mi
         if "MI325X" in want:
             fits["MI325X"] = derive_mi325x(mi.profile)
-    return [f for g in want for f in (fits.get(g), extra.get(g)) if f is not None]
+    return [f for g in want for f in (fits.get(g), extra.get(g), *older.get(g, []))
+            if f is not None]
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,6 +54,21 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
     tp1/moe_tp2) are skipped and counted. Kimi-K2.5 (no model profile) is not in any suite.
     MiniMax-M2.5 is simulated with the MiniMax-M2 profile (same architecture).
 
+    Calibration family (:func:`silicon_calibration`), chosen by the vLLM version the row
+    RECORDED, never by its outcome: the oldest of the GPU's kernel-table families
+    (``hardware_profiles/calibration/<gpu>__vllm-<x.y>.yaml``, fitted on aiconfigurator's vLLM
+    0.14.0, 0.19.0 and 0.24.0 tables) whose version is ≥ the row's major.minor — 0.11.x and 0.12.x
+    → ``0.14``; 0.15–0.19 → ``0.19``; newer than every family, unknown (the Llama-3.1-70B rows
+    record none) or not a release (dev, rc, nightly builds) → the newest (``0.24``, what ``auto``
+    picks). The kernels of a measurement's own vLLM are the best physics we have for it; there
+    are no tables for 0.11/0.12 themselves, and the next newer ones are the closest in time. The
+    per-point table names the family each point ran with (column ``calibration``). Same
+    principle as ``dstack-405b`` below (family ``v0`` for its recorded vLLM 0.6.3).
+    With ``FAMILY_BY_VERSION`` False every row runs on the newest family. On the committed data
+    the rule does not lower the error on balance (it helps Qwen3-32B bf16 and Qwen3-235B, hurts
+    gpt-oss, MiniMax on 0.18 and the FP8 dense rows; both sets of numbers: README, Fidelity). It
+    is kept because a family is chosen by what was run, not by what fits.
+
 ``dstack-405b``
     dstack's Llama-3.1-405B-FP8 TP8 serving runs (vLLM 0.6.3 ``benchmark_serving``, ShareGPT,
     1,000 prompts, Poisson arrivals at 16 and 32 QPS) on 8×H100 and 8×MI300X. The recorded
@@ -144,6 +159,9 @@ LONG_OUTPUT_RATIO = 4
 """Points whose OSL is at least this × ISL simulate only 2 waves (see :func:`sim_waves`)."""
 KV_QUEUE_TTFT_S = 10.0
 """Silicon points with a measured mean TTFT above this are listed but not summarised (kv-queue)."""
+FAMILY_BY_VERSION = True
+"""Simulate each silicon row with the kernel family of its recorded vLLM version
+(:func:`silicon_calibration`); False: every row on the GPU's newest family."""
 GATE_TOLERANCE_POINTS = 2.0
 """The regression gate fails when a fast-subset median |error| rises by more than this (points)."""
 ROCM_FALLBACK_HELD_OUT = ("0.9.0.1", "0.9.1", "0.10.0")
@@ -498,9 +516,42 @@ def sim_waves(isl: int, osl: int) -> int:
     return 2 if osl >= LONG_OUTPUT_RATIO * isl else SIM_WAVES
 
 
+_RELEASE_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)*(?:\.post\d+)?")
+
+
+def kernel_families(gpu: str) -> list[str]:
+    """The numbered (``x.y``) calibration families of ``gpu``, oldest first (``v0``, ``custom``
+    and the like are not kernel-table families)."""
+    from simulator.profiles import list_calibrations
+
+    fams = {c.vllm_family for c in list_calibrations()
+            if c.gpu.lower() == gpu.lower() and re.fullmatch(r"\d+\.\d+", c.vllm_family)}
+    return sorted(fams, key=lambda f: tuple(int(x) for x in f.split(".")))
+
+
+def silicon_calibration(gpu: str, vllm_version: str, families: Sequence[str] | None = None
+                        ) -> str:
+    """Calibration family a silicon row is simulated with, from the vLLM version it recorded
+    (module docstring): the oldest numbered family of ``gpu`` (``families``, default
+    :func:`kernel_families`) whose major.minor is ≥ the row's; ``"auto"`` (the newest) when the
+    version is unknown, not a release, or newer than every family, or when ``FAMILY_BY_VERSION``
+    is off."""
+    m = _RELEASE_RE.fullmatch(vllm_version.strip())
+    if not FAMILY_BY_VERSION or m is None:
+        return "auto"
+    want = (int(m.group(1)), int(m.group(2)))
+    fams = list(kernel_families(gpu) if families is None else families)
+    at_or_after = [f for f in fams if tuple(int(x) for x in f.split(".")) >= want]
+    if not at_or_after or at_or_after[0] == fams[-1]:
+        return "auto"
+    return at_or_after[0]
+
+
 def silicon_scenario(*, model: str, weight_dtype: str, gpu: str, tp: int, isl: int, osl: int,
-                     concurrency: int, name: str = "silicon") -> Scenario:
-    """The scenario a silicon point was measured with (see module docstring)."""
+                     concurrency: int, name: str = "silicon", calibration: str = "auto"
+                     ) -> Scenario:
+    """The scenario a silicon point was measured with (see module docstring); ``calibration``:
+    the step-time calibration family (:func:`silicon_calibration`)."""
     return Scenario(
         name=name,
         seed=0,
@@ -509,6 +560,7 @@ def silicon_scenario(*, model: str, weight_dtype: str, gpu: str, tp: int, isl: i
         engine=EngineConfig(max_num_seqs=1024, max_num_batched_tokens=8192,
                             max_model_len=isl + osl, enable_chunked_prefill=True,
                             enable_prefix_caching=True, gpu_memory_utilization=0.9),
+        step_time=StepTimeConfig(calibration=calibration),
         workload=WorkloadConfig(arrival=ClosedLoopArrivals(concurrency=concurrency),
                                 input_len=FixedLength(value=isl),
                                 output_len=FixedLength(value=osl),
@@ -544,6 +596,8 @@ def build_silicon(suite: str, points: pd.DataFrame | None = None
     df = df[(df["mode"] == "agg") & df["gpu"].isin(SILICON_GPUS)]
     cases: list[Case] = []
     skipped: list[Skipped] = []
+    families: dict[str, int] = {}
+    gpu_families: dict[str, list[str]] = {}
     n_other = 0
     for rec in df.to_dict(orient="records"):
         row = {str(k): x for k, x in rec.items()}
@@ -575,14 +629,23 @@ def build_silicon(suite: str, points: pd.DataFrame | None = None
             flags = (*flags, "version-unknown")
         key = (gpu, str(row["model"]), wdt, tp, isl, osl, conc)
         label = f"{row['model']} {wdt} tp{tp} {isl}/{osl} c{conc}"
+        if gpu not in gpu_families:
+            gpu_families[gpu] = kernel_families(gpu)
+        family = silicon_calibration(gpu, "" if version == "?" else version, gpu_families[gpu])
         sc = silicon_scenario(model=profile, weight_dtype=wdt, gpu=gpu, tp=tp, isl=isl, osl=osl,
-                              concurrency=conc, name=pid)
+                              concurrency=conc, name=pid, calibration=family)
+        families[family] = families.get(family, 0) + 1
         info = {"model": str(row["model"]), "dtype": wdt, "tp": tp, "isl": isl, "osl": osl,
                 "concurrency": conc, "vllm": version}
         cases.append(Case(suite, gpu, pid, label, "closed_loop", sc, measured,
                           fast=key in FAST_SILICON, flags=flags, excluded=excluded, info=info))
     notes = [f"{len(cases)} points simulated, {len(skipped)} skipped "
              f"({_reason_counts(skipped)})" if skipped else f"{len(cases)} points simulated"]
+    if families:
+        notes.append("calibration family by the recorded vLLM version (oldest kernel family ≥ "
+                     "it; unknown or newer → newest): "
+                     + ", ".join(f"{'newest' if f == 'auto' else f} {n}"
+                                 for f, n in sorted(families.items())))
     n_queue = sum(1 for c in cases if c.excluded)
     if n_queue:
         notes.append(f"{n_queue} points with measured mean TTFT > {KV_QUEUE_TTFT_S:g} s are "
@@ -1111,7 +1174,7 @@ def _worst(points: Sequence[PointResult], suite: str, k: int = 3) -> str:
 def _point_table(suite: str, pts: Sequence[PointResult]) -> list[str]:
     metrics = [m for m in METRIC_LABELS if any(m in p.measured for p in pts)]
     info_keys = list(dict.fromkeys(k for p in pts for k in p.info))
-    head = ["GPU", "point", *info_keys]
+    head = ["GPU", "point", *info_keys, "calibration"]
     for m in metrics:
         u = METRIC_UNITS[m]
         head += [f"{METRIC_LABELS[m]} meas ({u})", "pred", "err %"]
@@ -1119,7 +1182,8 @@ def _point_table(suite: str, pts: Sequence[PointResult]) -> list[str]:
     out = [f"<details><summary><b>{suite}</b>: {len(pts)} points</summary>", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in sorted(pts, key=lambda p: (p.gpu, p.label)):
-        cells = [p.gpu, p.label, *(str(p.info.get(k, "")) for k in info_keys)]
+        cells = [p.gpu, p.label, *(str(p.info.get(k, "")) for k in info_keys),
+                 p.calibration.split("__")[-1]]
         for m in metrics:
             meas = p.measured.get(m, float("nan"))
             pred = p.predicted.get(m, float("nan"))

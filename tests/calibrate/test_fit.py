@@ -317,3 +317,48 @@ def test_balanced_moe_rows_touch_every_expert_they_route_to(monkeypatch):
     assert list(a["m"]) == [1, 1, 1, 2]  # tokens per touched expert
     monkeypatch.setattr(fit, "BALANCED_MOE_TOUCHES_ALL", False)
     assert fit._moe_arrays(rows)["touched"][2] < 128  # random-routing expectation
+
+
+def test_refit_writes_every_family_and_auto_keeps_the_newest(refit):
+    nvidia = {f"{g}__vllm-{f}" for g in ("H100-SXM", "H200-SXM")
+              for f in ("0.14", "0.19", "0.24", fit.V0_FAMILY)}
+    assert set(refit) == nvidia | {"MI300X__vllm-0.8", "MI325X__vllm-0.8"}
+    for g in ("H100-SXM", "H200-SXM"):
+        found = find_calibration(g)
+        assert found is not None and found.vllm_family == "0.24"  # auto: the newest family
+        for v in fit.OLDER_KERNEL_VERSIONS[g]:
+            p = refit[f"{g}__vllm-{fit._family(v)}"]
+            assert "V1 PRIOR" in p.provenance.method and f"vLLM {v} kernel tables" in p.provenance.method
+            for k, val in fit.V1_OVERHEADS.items():
+                assert getattr(p.coefficients, k) == val
+            # Every table comes from that version's folder unless the provenance names the
+            # substitute and says why.
+            for d in p.provenance.data:
+                if "aiconfigurator" in d and f"/{v}/" not in d:
+                    other = d.split("/vllm/")[1].split("/")[0]
+                    assert f"vLLM {other} instead" in p.provenance.method \
+                        or f"vLLM {other} (listed in data)" in p.provenance.method, d
+
+
+def _median_attention_tflops(gpu_name: str, version: str) -> float:
+    """Median causal bf16 prefill-attention TFLOP/s a context-attention table implies (prompts
+    >= 4096 tokens, the served head layouts)."""
+    df = ds.aiconfigurator_kernels(gpu_name, "context_attention", version, collapse_repeats=True)
+    key = pd.Series(list(zip(df["num_heads"], df["num_kv_heads"], df["head_dim"], strict=True)),
+                    index=df.index)
+    df = df[(df["window_size"] == 0) & (df["attn_dtype"] == "bfloat16")
+            & (df["kv_cache_dtype"] == "bfloat16") & key.isin(fit.attention_heads())
+            & (df["seq_len"] >= 4096)]
+    s = df["seq_len"].to_numpy(float)
+    flops = (4.0 * df["num_heads"] * df["head_dim"] * df["batch_size"]).to_numpy(float) \
+        * s * (s + 1) / 2
+    return float(np.median(flops / (df["latency_ms"].to_numpy(float) * 1e-3) / 1e12))
+
+
+def test_substituted_kernel_table_is_unphysical_and_its_substitute_is_not():
+    need("calibration", "aiconfigurator", "systems", "data", "h200_sxm")
+    for (gpu_name, kind, version), (sub, why) in fit.TABLE_SUBSTITUTES.items():
+        assert kind == "context_attention" and why
+        peak = load_gpu(gpu_name).bf16_tflops
+        assert _median_attention_tflops(gpu_name, version) > 2 * peak  # faster than possible
+        assert _median_attention_tflops(gpu_name, sub) < peak

@@ -314,3 +314,50 @@ def test_dstack_runs_use_the_pre_v1_family_when_the_gpu_has_one():
     assert fam == (fit.V0_FAMILY if has_v0 else "auto")
     assert v.dstack_calibration("MI300X") == "auto"  # its only family was fitted on vLLM 0.6-0.8
     assert v.dstack_scenario("H100-SXM", 16.0, 10).step_time.calibration == fam
+
+
+def test_silicon_family_follows_the_recorded_vllm_version():
+    fams = ["0.14", "0.19", "0.24"]
+    pick = {ver: v.silicon_calibration("H100-SXM", ver, fams) for ver in (
+        "0.11.2", "0.12.0", "v0.12.0", "0.14.1", "0.15.0", "0.16.0", "0.18.0", "0.19.1",
+        "0.20.0", "0.24.0", "0.30.1", "", "?", "nightly", "0.12.0.dev3+g1234abc", "0.19.0rc1")}
+    assert pick == {
+        "0.11.2": "0.14", "0.12.0": "0.14", "v0.12.0": "0.14", "0.14.1": "0.14",
+        "0.15.0": "0.19", "0.16.0": "0.19", "0.18.0": "0.19", "0.19.1": "0.19",
+        # Newer than every older family, unknown or not a release: the newest (what auto picks).
+        "0.20.0": "auto", "0.24.0": "auto", "0.30.1": "auto", "": "auto", "?": "auto",
+        "nightly": "auto", "0.12.0.dev3+g1234abc": "auto", "0.19.0rc1": "auto"}
+    assert v.silicon_calibration("MI300X", "0.12.0", ["0.8"]) == "auto"
+    assert v.silicon_calibration("H100-SXM", "0.12.0", []) == "auto"
+
+
+def test_silicon_rows_are_simulated_with_the_family_of_their_version(monkeypatch):
+    fams = v.kernel_families("H100-SXM")
+    assert fams == sorted(fams, key=lambda f: tuple(map(int, f.split("."))))
+    assert fams[-1] == find_calibration("H100-SXM").vllm_family  # auto = the newest family
+    df = silicon_rows([
+        {"model": "Qwen3-32B", "tp": 2, "isl": 1024, "osl": 128, "concurrency": 8},
+        {"model": "Qwen3-32B", "tp": 2, "isl": 1024, "osl": 128, "concurrency": 8,
+         "vllm_version": "0.18.0"},
+        {"model": "Llama-3.1-70B", "precision": "fp8", "tp": 4, "isl": 1024, "osl": 1024,
+         "concurrency": 16, "vllm_version": None},
+    ])
+    cases, _, notes = v.build_silicon("silicon-dense", df)
+    got = [c.scenario.step_time.calibration for c in cases]
+    assert got == [v.silicon_calibration("H100-SXM", x, fams) for x in ("0.12.0", "0.18.0", "")]
+    assert got[2] == "auto"
+    if {"0.14", "0.19"} <= set(fams):
+        assert got[:2] == ["0.14", "0.19"]
+    assert any(n.startswith("calibration family by the recorded vLLM version") for n in notes)
+    monkeypatch.setattr(v, "FAMILY_BY_VERSION", False)
+    cases, _, _ = v.build_silicon("silicon-dense", df)
+    assert [c.scenario.step_time.calibration for c in cases] == ["auto"] * 3
+
+
+def test_point_table_names_the_calibration_each_point_ran_with():
+    p = point("silicon-dense", "H100-SXM", {"ttft_mean": 12.0})
+    p.calibration = "H100-SXM__vllm-0.14"
+    md = v.render_markdown(fake_report([p]), "servesim validate --fast --write x.md")
+    head = next(line for line in md.splitlines() if line.startswith("| GPU | point |"))
+    assert "| calibration |" in head
+    assert "| vllm-0.14 |" in md
