@@ -477,9 +477,23 @@ def list_models() -> list[ModelProfile]:
     return [load_model(n) for n in _names("models")]
 
 
+_CALIBRATIONS: dict[Path, tuple[tuple[int, int], CalibrationProfile]] = {}
+"""Parsed calibration files by path, with the (mtime, size) they were read at."""
+
+
 def list_calibrations() -> list[CalibrationProfile]:
-    return [load_yaml_model(_profile_dir("calibration") / f"{n}.yaml", CalibrationProfile)
-            for n in _names("calibration")]
+    """Every calibration file, parsed once per version of the file (a sweep or a validation
+    simulates hundreds of scenarios; a refit rewrites the files and is read afresh)."""
+    out = []
+    for n in _names("calibration"):
+        path = _profile_dir("calibration") / f"{n}.yaml"
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = _CALIBRATIONS.get(path)
+        if hit is None or hit[0] != stamp:
+            hit = _CALIBRATIONS[path] = (stamp, load_yaml_model(path, CalibrationProfile))
+        out.append(hit[1])
+    return out
 
 
 def find_calibration(gpu: str, family: str | None = None) -> CalibrationProfile | None:
