@@ -344,7 +344,7 @@ def simulate(sc: Scenario) -> Results:
     wl = sc.workload
     traffic = build_traffic(wl, seeds[0], eng.block_size, sc.base_dir, dep.max_model_len)
     clients = Clients(env, fleet, sc.clients, np.random.default_rng(seeds[2]))
-    start_clients(env, traffic, clients.submit)
+    start_clients(env, traffic, clients.submit, clients.fire)
     start_faults(env, fleet, sc.faults, np.random.default_rng(seeds[3]))
     env.process(fleet.scraper(sc.metrics.sample_interval_s))
     autoscaling = None
@@ -370,7 +370,7 @@ def simulate(sc: Scenario) -> Results:
     for rep in fleet.replicas:
         rep.sync()  # a decode run in progress (fast path): apply its deferred per-request state
     rec.check_conservation()
-    requests, steps, samples, itl = rec.frames()
+    requests, steps, samples, itl, attempts = rec.collect()  # the recorder's rows are freed
     preempt = sum(r.num_preemptions for r in fleet.replicas)
     queries = sum(r.prefix_queries for r in fleet.replicas)
     hits = sum(r.prefix_hits for r in fleet.replicas)
@@ -394,7 +394,6 @@ def simulate(sc: Scenario) -> Results:
     # ---- fleet figures (issue 4): the outcome `failed` joins the request identity
     # arrived = completed + rejected + timed_out + failed + in_flight; attempts, reasons, pools.
     summary["requests"]["failed"] = counts[names.FAILED]
-    attempts = rec.attempt_frame()
     replicas = rec.replica_frame(end)
     fleet_extra = fleet.extra_summary()
     fleet_extra["retries_denied_by_budget"] = clients.retries_denied

@@ -586,17 +586,39 @@ class Autoscaling:
         tout = np.zeros(len(df), dtype=np.int64)
         first_pool = next(iter(self.sets))
         have_req = len(requests) and "first_token_s" in requests.columns
+        # NOTE: each interval (t − dt, t] is a slice of the pool's requests sorted by first-token
+        # time (attempts by end time): one sort per pool, not one scan of every row per interval.
+        firsts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        ends: dict[str, np.ndarray] = {}
+        if have_req:
+            f_all = requests["first_token_s"].to_numpy(dtype=float)
+            v_all = requests["ttft_s"].to_numpy(dtype=float)
+            req_pool = requests["pool"]
+        if len(attempts):
+            timed_out = (attempts["outcome"] == names.TIMED_OUT).to_numpy(dtype=bool)
+            e_all = attempts["end_s"].to_numpy(dtype=float)
+            att_pool = attempts["pool"]
         for i, (t, pool) in enumerate(zip(df["time_s"], df["pool"], strict=True)):
+            lo_t = t - dt
             if have_req:
-                m = requests[(requests["pool"] == pool) & (requests["first_token_s"] > t - dt)
-                             & (requests["first_token_s"] <= t)]["ttft_s"].dropna()
+                got = firsts.get(pool)
+                if got is None:
+                    sel = (req_pool == pool).to_numpy(dtype=bool) & ~np.isnan(f_all)
+                    order = np.argsort(f_all[sel], kind="stable")
+                    got = firsts[pool] = (f_all[sel][order], v_all[sel][order])
+                f, v = got
+                m = v[np.searchsorted(f, lo_t, side="right"):np.searchsorted(f, t, side="right")]
+                m = m[~np.isnan(m)]
                 if len(m):
                     ttft[i] = float(np.percentile(m, 90))
             if len(attempts):
-                a = attempts[(attempts["outcome"] == names.TIMED_OUT) & (attempts["end_s"] > t - dt)
-                             & (attempts["end_s"] <= t)]
-                own = (a["pool"] == pool) | ((a["pool"] == "") & (pool == first_pool))
-                tout[i] = int(own.sum())
+                e = ends.get(pool)
+                if e is None:
+                    own = ((att_pool == pool) | ((att_pool == "") & (pool == first_pool))).to_numpy(
+                        dtype=bool) & timed_out & ~np.isnan(e_all)
+                    e = ends[pool] = np.sort(e_all[own])
+                tout[i] = int(np.searchsorted(e, t, side="right")
+                              - np.searchsorted(e, lo_t, side="right"))
         df["ttft_p90_s"] = ttft
         df["timed_out"] = tout
         df["usd_per_hour"] = self._usd_per_hour(df, replicas, cost)

@@ -70,15 +70,26 @@ class Clients:
         self._tokens = b.burst if b is not None else 0.0
         self._t = 0.0
         self.retries_denied = 0
+        self._trivial = cfg.is_trivial
 
     def submit(self, spec: RequestSpec) -> simpy.Event:
         """Send ``spec``; the event fires when the client has stopped trying."""
-        if self.cfg.is_trivial:
+        if self._trivial:
             return self.fleet.submit(spec)
         creq = self.fleet.new_request(spec, auto=False)
         self._deposit()
         self.env.process(self._run(creq))
+        assert creq.done is not None
         return creq.done
+
+    def fire(self, spec: RequestSpec) -> None:
+        """:meth:`submit` for a request no one waits for (an open-loop source)."""
+        if self._trivial:
+            self.fleet.fire(spec)
+            return
+        creq = self.fleet.new_request(spec, auto=False, wait=False)
+        self._deposit()
+        self.env.process(self._run(creq))
 
     # ---- retry budget --------------------------------------------------------------------------
     def _deposit(self) -> None:
@@ -162,15 +173,15 @@ class Clients:
 # --------------------------------------------------------------------------------------------
 
 
-def open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Submit,
+def open_loop(env: simpy.Environment, stream: OpenLoopStream, send: Callable[[RequestSpec], Any],
               until: float | None) -> Generator[simpy.Event, Any, None]:
-    """Send one request at each arrival time."""
+    """Send one request at each arrival time (no one waits for it)."""
     for t, spec in zip(stream.times, stream.specs, strict=False):
         if until is not None and t > until:
             return
         if t > env.now:
             yield env.timeout(t - env.now)
-        submit(spec)
+        send(spec)
 
 
 def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], submit: Submit,
@@ -221,11 +232,13 @@ def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: 
         env.process(session_client(env, s, submit, until))
 
 
-def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit) -> None:
+def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,
+                  fire: Callable[[RequestSpec], None] | None = None) -> None:
     """Start the SimPy processes that play ``traffic`` through ``submit`` (a plain fleet submit or
-    :meth:`Clients.submit`, which applies the client policy)."""
+    :meth:`Clients.submit`, which applies the client policy); open-loop sources send through
+    ``fire`` when given (the same without an event to wait for: :meth:`Clients.fire`)."""
     for stream in traffic.open_loop:
-        env.process(open_loop(env, stream, submit, traffic.until))
+        env.process(open_loop(env, stream, fire or submit, traffic.until))
     for group in traffic.closed_loop:
         g: ClosedLoopGroup = group
         budget = [g.limit] if g.limit is not None else None

@@ -47,6 +47,7 @@ from simulator.cluster.router import (
     Group,
     LeastKv,
     ReplicaState,
+    routing_changed,
     waiting_per_replica,
 )
 from simulator.cluster.spec import (
@@ -101,8 +102,8 @@ class Fleet:
     """Pools of replicas behind one gateway and one router; moves attempts along the serving path.
 
     Built by :func:`simulator.run.build_fleet` (``add_pool`` per pool, then ``build``); driven by the
-    clients (``submit`` / ``new_request`` + ``send`` / ``cancel`` / ``finish``), the replicas
-    (``on_finish``) and the faults (``crash_replica``, ``restore_replica``, ``drain_replica``,
+    clients (``submit`` or ``fire`` / ``new_request`` + ``send`` / ``cancel`` / ``finish``), the
+    replicas (``on_finish``) and the faults (``crash_replica``, ``restore_replica``, ``drain_replica``,
     ``set_healthy``)."""
 
     def __init__(self, env: simpy.Environment, recorder: Recorder, cfg: FleetConfig,
@@ -181,6 +182,7 @@ class Fleet:
         if g is not None and g not in st.groups:
             g.states.append(st)
             st.groups.append(g)
+            routing_changed()
         st.scrape()
         self._released(st)
 
@@ -198,6 +200,7 @@ class Fleet:
             if st in g.states:
                 g.states.remove(st)
         st.groups.clear()
+        routing_changed()
         st.draining = True
         if rep.alive:
             rep.crash()
@@ -305,9 +308,16 @@ class Fleet:
         ClientRequest when it has ended."""
         creq = self.new_request(spec, auto=True)
         self.send(creq)
+        assert creq.done is not None
         return creq.done
 
-    def new_request(self, spec: RequestSpec, auto: bool) -> ClientRequest:
+    def fire(self, spec: RequestSpec) -> None:
+        """:meth:`submit` for a request no one waits for (an open-loop source): no event fires
+        when it ends."""
+        self.send(self.new_request(spec, auto=True, wait=False))
+
+    def new_request(self, spec: RequestSpec, auto: bool, wait: bool = True) -> ClientRequest:
+        """A new client request (``wait``: someone will wait for its ``done`` event)."""
         env = self.env
         if len(self.regions) == 1:
             region = self.regions[0].name
@@ -319,7 +329,8 @@ class Fleet:
                 if sid is not None:
                     self._session_region[sid] = got
             region = got
-        creq = ClientRequest(self._next_cid, spec, env.now, region, env.event(), auto)
+        creq = ClientRequest(self._next_cid, spec, env.now, region,
+                             env.event() if wait else None, auto)
         self._next_cid += 1
         self.recorder.arrived(creq)
         return creq
@@ -350,7 +361,8 @@ class Fleet:
         if self._target is not None and self.recorder.num_ended >= self._target \
                 and self._stop is not None and not self._stop.triggered:
             self._stop.succeed()
-        creq.done.succeed(creq)
+        if creq.done is not None:
+            creq.done.succeed(creq)
 
     def cancel(self, att: Attempt, reason: str = names.R_TIMEOUT) -> None:
         """The client gave up on ``att``: abort it wherever it is and free what it holds."""
@@ -531,7 +543,8 @@ class Fleet:
     def _drain(self, g: Group) -> None:
         """Dispatch held requests while the group has room: its own first, then its siblings'
         (the same model in other regions), oldest queue first."""
-        if g.draining or not (len(g.queue) or any(len(x.queue) for x in g.siblings)):
+        if g.draining or not (len(g.queue) or (
+                g.siblings and any(len(x.queue) for x in g.siblings))):
             return
         g.draining = True
         try:

@@ -53,8 +53,9 @@ class ClientRequest:
     """When the client first sent it."""
     region: str
     """Region of the client."""
-    done: simpy.Event
-    """Fires (with this object) when the client stops trying: served, or given up."""
+    done: simpy.Event | None
+    """Fires (with this object) when the client stops trying: served, or given up (None: no one
+    waits for it, as for an open-loop source's requests)."""
     auto: bool
     """True when no client process watches it (no timeout, no retries): its first attempt's end is
     its end."""
@@ -100,3 +101,6 @@ class Attempt:
     end: float = -1.0
     done: simpy.Event | None = None
     """Fires when the attempt's outcome reaches the client (client-process requests only)."""
+    seq: int = -1
+    """Its number in the order attempts started (given by the recorder; the attempts frame's
+    order)."""

@@ -49,27 +49,71 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-@dataclass(slots=True, eq=False)
+_EPOCH = [0]
+"""Bumped whenever a replica's routability (health, draining, ejection) or a group's membership
+changes: cached candidate lists (:meth:`Group.candidates`) are valid within one epoch."""
+
+
+def routing_changed() -> None:
+    """A group's replicas changed (a replica attached or retired): drop cached candidates."""
+    _EPOCH[0] += 1
+
+
 class ReplicaState:
     """The router's view of one replica."""
 
-    replica: Replica
-    id: int
-    """Global replica id."""
-    outstanding: int = 0
-    """Requests the router sent there and has not seen answered."""
-    num_waiting: int = 0
-    """Scraped ``num_requests_waiting``."""
-    kv_usage: float = 0.0
-    """Scraped ``kv_cache_usage_perc``."""
-    healthy: bool = True
-    """As the health checks last concluded."""
-    draining: bool = False
-    """Told to go away (spot notice): no new requests."""
-    ejected_until: float = -math.inf
-    """Circuit breaker: no traffic before this time."""
-    consecutive_failures: int = 0
-    groups: list[Group] = field(default_factory=list)
+    __slots__ = ("_draining", "_ejected_until", "_healthy", "consecutive_failures", "groups",
+                 "id", "kv_usage", "num_waiting", "outstanding", "replica")
+
+    def __init__(self, replica: Replica, id: int, outstanding: int = 0, num_waiting: int = 0,
+                 kv_usage: float = 0.0, healthy: bool = True, draining: bool = False,
+                 ejected_until: float = -math.inf, consecutive_failures: int = 0,
+                 groups: list[Group] | None = None) -> None:
+        self.replica = replica
+        self.id = id
+        """Global replica id."""
+        self.outstanding = outstanding
+        """Requests the router sent there and has not seen answered."""
+        self.num_waiting = num_waiting
+        """Scraped ``num_requests_waiting``."""
+        self.kv_usage = kv_usage
+        """Scraped ``kv_cache_usage_perc``."""
+        self._healthy = healthy
+        self._draining = draining
+        self._ejected_until = ejected_until
+        self.consecutive_failures = consecutive_failures
+        self.groups: list[Group] = [] if groups is None else groups
+        _EPOCH[0] += 1
+
+    @property
+    def healthy(self) -> bool:
+        """As the health checks last concluded."""
+        return self._healthy
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        self._healthy = value
+        _EPOCH[0] += 1
+
+    @property
+    def draining(self) -> bool:
+        """Told to go away (spot notice, scale-down): no new requests."""
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        _EPOCH[0] += 1
+
+    @property
+    def ejected_until(self) -> float:
+        """Circuit breaker: no traffic before this time."""
+        return self._ejected_until
+
+    @ejected_until.setter
+    def ejected_until(self, value: float) -> None:
+        self._ejected_until = value
+        _EPOCH[0] += 1
 
     def scrape(self) -> None:
         rep = self.replica
@@ -227,14 +271,31 @@ class Group:
     siblings: list[Group] = field(default_factory=list)
     """Other groups of the same served model: when this one has room and its own queue is empty,
     it takes their held requests (spill-over from the queue)."""
+    _cache: dict[str, tuple[int, int, float, float, list[ReplicaState]]] = field(
+        default_factory=dict)
+    """Tenant → (epoch, replicas in the group, from, until, candidates): valid in that epoch from
+    ``from`` until ``until`` (the next end of an ejection)."""
 
     def candidates(self, tenant: str, now: float) -> list[ReplicaState]:
-        """Replicas the router may send ``tenant``'s request to now (not counting saturation)."""
+        """Replicas the router may send ``tenant``'s request to now (not counting saturation).
+        The list is shared between calls: do not modify it."""
+        hit = self._cache.get(tenant)
+        states = self.states
+        if hit is not None and hit[0] == _EPOCH[0] and hit[1] == len(states) \
+                and hit[2] <= now < hit[3]:
+            return hit[4]
         pin = self.pinned.get(tenant) if self.pinned else None
-        return [s for s in self.states
-                if s.healthy and not s.draining and now >= s.ejected_until
-                and (pin is None or s.id in pin)
-                and (s.replica.pool.tenants is None or tenant in s.replica.pool.tenants)]
+        out = []
+        until = math.inf
+        for s in states:
+            if s.healthy and not s.draining and (pin is None or s.id in pin) \
+                    and (s.replica.pool.tenants is None or tenant in s.replica.pool.tenants):
+                if now >= s.ejected_until:
+                    out.append(s)
+                elif s.ejected_until < until:
+                    until = s.ejected_until
+        self._cache[tenant] = (_EPOCH[0], len(states), now, until, out)
+        return out
 
 
 def waiting_per_replica(cands: Sequence[ReplicaState]) -> float:

@@ -52,7 +52,6 @@ class Request:
     first_token_time: float = -1.0
     last_token_time: float = -1.0
     finish_time: float = -1.0
-    itl_sum: float = 0.0
     itl_max: float = 0.0
     token_times: list[float] | None = field(default=None)
     """Per-token timestamps, only when the recorder asks for them."""

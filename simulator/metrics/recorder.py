@@ -3,10 +3,20 @@
 What this models: the observability a real deployment has — per-request logs (arrival, first token,
 finish, tokens, cache hits, preemptions, replica, tenant, attempts), per-attempt logs, per-step engine
 logs, gauges scraped from each replica at an interval (vLLM's Prometheus gauges) and the lifetime of
-every replica. Rows are kept as plain objects/tuples during the run (cheap) and converted to pandas
-DataFrames only at the end; client requests that have ended are turned into their frame rows now and
-then during the run (:meth:`Recorder.release`) and their objects dropped, so a long run keeps one
-tuple per request rather than its Python objects. The frames are the same either way.
+every replica. Each record is one flat row (a tuple), converted to pandas DataFrames only at the end.
+
+How rows are kept (memory of long runs): a client request is held as Python objects (its
+:class:`~simulator.cluster.request.ClientRequest`, attempts and engine requests) only while it is in
+flight; when it ends, its row and its attempts' rows are taken (:meth:`Recorder.end`) and the
+objects are dropped. Rows — request, attempt, step and gauge rows alike — go into a :class:`_Table`:
+a few thousand tuples at a time are moved into one typed array per numeric column (8 bytes a float
+or id, 4 bytes a count) and one small integer per row that indexes a table of the distinct
+combinations of its repeated values (outcome, reason, tenant, pool, model, region, replica, …).
+A long run so keeps about 140 bytes per ended request (84 for its row, 56 for its attempt's) where
+tuples took about 670. The frames are built from these columns exactly as ``DataFrame.from_records``
+would build them from the tuples: same values, dtypes, column order and row order. At the end of a
+run :meth:`Recorder.collect` builds them one table at a time, freeing each table's columns as soon
+as its frame is built.
 
 Counting (conservation). A *client request* is what a client asked for once; each try of it is an
 *attempt* (the first send and every retry). Both end exactly once — ending one twice is a bug and
@@ -46,11 +56,14 @@ Frames (the contract with the planner outputs, :mod:`simulator.metrics.summary`,
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import sub
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionDtype
 
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.engine.request import Request
@@ -78,9 +91,157 @@ REPLICA_COLUMNS = [
     "ready_s",
 ]
 
+# How each column of a row is kept (see _Table): "q" a 64-bit integer, "i" a 32-bit count, "d" a
+# float, "k" a repeated value (kept once per distinct combination of a row's "k" values).
+_REQUEST_KEEP = "qkkkddddiiiikddkkkkkkd"
+_ATTEMPT_KEEP = "qkqkkkddkkdik" + "q"  # + the attempt's number in start order (the frame's order)
+_STEP_KEEP = "kddiiiiiiid"
+_SAMPLE_KEEP = "dkiidi"
 
-RELEASE_EVERY = 20_000
-"""Ended client requests between two :meth:`Recorder.release` calls during a run."""
+assert len(_REQUEST_KEEP) == len(REQUEST_COLUMNS) and len(_ATTEMPT_KEEP) == len(ATTEMPT_COLUMNS) + 1
+assert len(_STEP_KEEP) == len(STEP_COLUMNS) and len(_SAMPLE_KEEP) == len(SAMPLE_COLUMNS)
+
+FLUSH_ROWS = 4096
+"""Rows a :class:`_Table` holds as tuples before moving them into its columns."""
+TAKE_AT_END = True
+"""Take an ended client request's rows when it ends (False: keep its objects until the frames are
+built, which gives the same frames; the tests compare both)."""
+
+
+class _Table:
+    """The rows of one frame, kept column by column.
+
+    Rows arrive as tuples (the frame's columns in order, plus hidden trailing ones). Every
+    :data:`FLUSH_ROWS` rows they move into one ``array`` per numeric column and, for the columns
+    of repeated values, one ``int32`` code per row indexing the distinct combinations seen so far.
+    :meth:`frame` builds what ``DataFrame.from_records`` builds from the tuples: the same values
+    and dtypes (a float column that only ever held Python ints becomes ``int64``, as
+    ``from_records`` infers it; the dtype of a column of repeated values is inferred from its
+    distinct values, which have the same types as the whole column) and, with no rows, the same
+    empty frame."""
+
+    __slots__ = ("_codes", "_ints", "_kind_at", "_kinds", "_num", "keep", "n", "rows")
+
+    def __init__(self, keep: str) -> None:
+        self.keep = keep
+        self.rows: list[tuple] = []
+        """Rows not yet moved into the columns (insertion order continues after the columns')."""
+        self.n = 0
+        """Rows in the columns."""
+        self._num = [(j, array(t)) for j, t in enumerate(keep) if t != "k"]
+        self._kind_at = [j for j, t in enumerate(keep) if t == "k"]
+        self._codes = array("i")
+        self._kinds: dict[tuple, int] = {}
+        self._ints = {j for j, t in enumerate(keep) if t == "d"}
+        """Float columns whose values so far were all Python ints."""
+
+    def __len__(self) -> int:
+        return self.n + len(self.rows)
+
+    def add(self, row: tuple) -> None:
+        rows = self.rows
+        rows.append(row)
+        if len(rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move the pending rows into the columns."""
+        rows = self.rows
+        if not rows:
+            return
+        cols = list(zip(*rows, strict=True))
+        ints = self._ints
+        for j, arr in self._num:
+            col = cols[j]
+            if j in ints and not all(type(x) is int for x in col):
+                ints.discard(j)
+            arr.extend(col)
+        if self._kind_at:
+            kinds = self._kinds
+            keys = zip(*[cols[j] for j in self._kind_at], strict=True)
+            self._codes.extend([kinds.setdefault(k, len(kinds)) for k in keys])
+        self.n += len(rows)
+        rows.clear()
+
+    def drop(self) -> None:
+        """Free the rows (their number stays; no frame can be built any more)."""
+        self.flush()
+        self._num = [(j, array(a.typecode)) for j, a in self._num]
+        self._codes = array("i")
+        self._kinds = {}
+        self.keep = ""
+
+    def column(self, j: int) -> np.ndarray:
+        """Numeric column ``j`` of every row so far, in insertion order (a copy)."""
+        self.flush()
+        arr = next(a for i, a in self._num if i == j)
+        return np.array(arr, dtype=np.dtype(arr.typecode))
+
+    def frame(self, columns: list[str], extra: Iterable[tuple] = (), order_by: int | None = None,
+              categories: dict[str, list[str]] | None = None) -> pd.DataFrame:
+        """The frame of the kept rows followed by ``extra`` (rows not kept), sorted by column
+        ``order_by`` (stable; None: insertion order); ``columns`` names the leading columns
+        (trailing hidden ones are left out). A column named in ``categories`` (one of repeated
+        values) becomes ``pd.Categorical(column, categories=...)``."""
+        if not self.keep:
+            raise RuntimeError("the recorder's rows were dropped (Recorder.close)")
+        self.flush()
+        more = _Table(self.keep)
+        more.rows.extend(extra)
+        more.flush()
+        n = self.n + more.n
+        cats = categories or {}
+        if not n:
+            df = pd.DataFrame.from_records([], columns=columns)
+            for name, c in cats.items():
+                df[name] = pd.Categorical(df[name], categories=c)
+            return df
+        width = len(columns)
+        raw: dict[int, np.ndarray] = {}
+        for (j, arr), (_, arr2) in zip(self._num, more._num, strict=True):
+            dt = np.dtype(arr.typecode)
+            a = np.frombuffer(arr, dtype=dt) if arr else np.empty(0, dt)
+            raw[j] = np.concatenate([a, np.frombuffer(arr2, dtype=dt)]) if arr2 else a
+        codes = None
+        if self._kind_at:
+            codes = (np.frombuffer(self._codes, dtype=np.int32) if self._codes
+                     else np.empty(0, np.int32))
+            if more._codes:
+                codes = np.concatenate(
+                    [codes, np.frombuffer(more._codes, dtype=np.int32) + len(self._kinds)])
+        order = np.argsort(raw[order_by], kind="stable") if order_by is not None else None
+        out: dict[str, Any] = {}
+        kind_cols: dict[str, Any] = {}
+        if codes is not None:
+            codes = codes[order] if order is not None else codes
+            kinds = list(self._kinds) + list(more._kinds)
+            kdf = pd.DataFrame.from_records(kinds, columns=[str(k) for k in self._kind_at])
+            for pos, j in enumerate(self._kind_at):
+                if j >= width:
+                    continue
+                name = columns[j]
+                if name in cats:
+                    # NOTE: straight to the categories' codes (no column of strings on the way).
+                    listed = cats[name]
+                    to_code = np.array([listed.index(k[pos]) if k[pos] in listed else -1
+                                        for k in kinds], dtype=np.int64)
+                    kind_cols[name] = pd.Categorical.from_codes(
+                        to_code[codes], dtype=pd.CategoricalDtype(listed))
+                    continue
+                col = kdf[str(j)]
+                kind_cols[name] = (col.array.take(codes) if isinstance(col.dtype, ExtensionDtype)
+                                   else col.to_numpy().take(codes))
+        for j, name in enumerate(columns):
+            if name in kind_cols:
+                out[name] = kind_cols[name]
+                continue
+            a = raw[j]
+            # NOTE: always a copy (never a view of the arrays, which keep growing).
+            a = a[order] if order is not None else a.copy()
+            if a.dtype != np.float64 or (j in self._ints and j in more._ints):
+                a = a.astype(np.int64, copy=False)
+            out[name] = a
+        return pd.DataFrame(out, copy=False)
 
 
 @dataclass
@@ -88,10 +249,10 @@ class Recorder:
     record_steps: bool = True
     record_itl: bool = True
     """Keep every inter-token gap (the ``itl`` frame); off: only per-request ITL mean and max."""
-    requests: list[ClientRequest] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
-    steps: list[tuple] = field(default_factory=list)
-    samples: list[tuple] = field(default_factory=list)
+    requests: dict[int, ClientRequest] = field(default_factory=dict)
+    """Client requests whose rows are not taken yet (in flight), by ``id()``, in arrival order."""
+    attempts: dict[int, Attempt] = field(default_factory=dict)
+    """Their attempts, by ``id()``, in start order."""
     itl_values: array = field(default_factory=lambda: array("d"))
     itl_owner: array = field(default_factory=lambda: array("q"))
     num_steps: int = 0
@@ -102,33 +263,32 @@ class Recorder:
     _ended: int = 0
     _ids_match: bool = True
     """Every attempt is a first attempt whose engine id equals its client id (ITL needs no map)."""
-    _rows: list[tuple] = field(default_factory=list)
-    """Rows of the ``requests`` frame of client requests that have ended (their objects are
-    released: a long run keeps one tuple per request, not its Python objects)."""
-    _att_rows: list[tuple] = field(default_factory=list)
-    """(attempt number, row of the attempts frame) of those requests' attempts."""
-    _att_no: dict[int, int] = field(default_factory=dict)
-    """id(attempt) → its number in start order, while its request has not ended."""
+    _rows: _Table = field(default_factory=lambda: _Table(_REQUEST_KEEP))
+    """Rows of the ``requests`` frame of client requests that have ended, in order of their ends."""
+    _att_rows: _Table = field(default_factory=lambda: _Table(_ATTEMPT_KEEP))
+    """Rows of the attempts frame of those requests' attempts (+ each one's number)."""
+    _steps: _Table = field(default_factory=lambda: _Table(_STEP_KEEP))
+    _samples: _Table = field(default_factory=lambda: _Table(_SAMPLE_KEEP))
     _n_att: int = 0
     _outcomes: dict[str, int] = field(default_factory=dict)
-    """Outcome → client requests released with it."""
+    """Outcome → client requests whose rows are taken, with it."""
     _final: dict[int, int] = field(default_factory=dict)
-    """Engine id of a released request's last attempt → client id (only when ids differ)."""
+    """Engine id of a taken request's last attempt → client id (only when ids differ)."""
     _identity_rows: int = 0
-    """Released rows from before the ids first differed (engine id = client id)."""
+    """Rows taken before the ids first differed (engine id = client id)."""
 
     # ---- events -------------------------------------------------------------------------------
     def arrived(self, creq: ClientRequest) -> None:
-        self.requests.append(creq)
+        self.requests[id(creq)] = creq
 
     def attempt(self, att: Attempt) -> None:
         """An attempt started (the first send or a retry)."""
-        self.attempts.append(att)
-        self._att_no[id(att)] = self._n_att
+        self.attempts[id(att)] = att
+        att.seq = self._n_att
         self._n_att += 1
         if self._ids_match and (att.index or att.req.request_id != att.creq.request_id):
             self._ids_match = False
-            self._identity_rows = len(self._rows)  # released so far: engine id = client id
+            self._identity_rows = len(self._rows)  # taken so far: engine id = client id
 
     def attempt_end(self, att: Attempt, outcome: str, reason: str, now: float) -> None:
         """Record the attempt's one and only ending."""
@@ -138,40 +298,46 @@ class Recorder:
         att.outcome, att.reason, att.end = outcome, reason, now
 
     def end(self, creq: ClientRequest, outcome: str, reason: str, now: float) -> None:
-        """Record the client request's one and only ending."""
+        """Record the client request's one and only ending; take its rows now (its objects are
+        dropped) when its attempts agree (otherwise :meth:`check_conservation` says so)."""
         if creq.outcome:
             raise RuntimeError(f"request {creq.request_id} ended twice "
                                f"({creq.outcome} then {outcome})")
         creq.outcome, creq.reason, creq.end = outcome, reason, now
         self._ended += 1
-        if not self._ended % RELEASE_EVERY:
-            self.release()
+        atts = creq.attempts
+        if TAKE_AT_END and atts and atts[-1].outcome == outcome and atts[-1].reason == reason \
+                and (len(atts) == 1 or all(a.outcome for a in atts)):
+            self._take(creq)
+
+    def _take(self, cr: ClientRequest) -> None:
+        """Move an ended client request (and its attempts) from objects to rows."""
+        atts = cr.attempts
+        rows = self._rows.rows
+        rows.append(self._request_row(cr))
+        if len(rows) >= FLUSH_ROWS:
+            self._rows.flush()
+        if not self._ids_match:
+            self._final[atts[-1].req.request_id] = cr.request_id
+        live = self.attempts
+        rows = self._att_rows.rows
+        for a in atts:
+            del live[id(a)]
+            rows.append(self._attempt_row(a))
+        if len(rows) >= FLUSH_ROWS:
+            self._att_rows.flush()
+        outcomes = self._outcomes
+        outcomes[cr.outcome] = outcomes.get(cr.outcome, 0) + 1
+        del self.requests[id(cr)]
 
     def release(self) -> None:
-        """Turn the client requests that have ended (and are consistent with their attempts) into
-        frame rows and drop the objects; called now and then during a long run and before the
-        frames are built. The frames are the same as if every object had been kept."""
-        keep: list[ClientRequest] = []
-        rows = self._rows
-        att_rows = self._att_rows
-        att_no = self._att_no
-        outcomes = self._outcomes
-        for cr in self.requests:
+        """Take the rows of client requests that ended but could not be taken then (their
+        attempts ended later); called before the frames are built."""
+        for cr in list(self.requests.values()):
             atts = cr.attempts
-            if not cr.outcome or not atts or any(not a.outcome for a in atts) \
-                    or (cr.outcome, cr.reason) != (atts[-1].outcome, atts[-1].reason):
-                keep.append(cr)  # in flight (or inconsistent: check_conservation says so)
-                continue
-            rows.append(self._request_row(cr))
-            if not self._ids_match:
-                self._final[atts[-1].req.request_id] = cr.request_id
-            for a in atts:
-                att_rows.append((att_no.pop(id(a)), self._attempt_row(a)))
-            outcomes[cr.outcome] = outcomes.get(cr.outcome, 0) + 1
-        if len(keep) != len(self.requests):
-            self.requests = keep
-            live = set(map(id, keep))
-            self.attempts = [a for a in self.attempts if id(a.creq) in live]
+            if cr.outcome and atts and all(a.outcome for a in atts) \
+                    and (cr.outcome, cr.reason) == (atts[-1].outcome, atts[-1].reason):
+                self._take(cr)
 
     def token(self, req: Request, now: float) -> None:
         """A streamed output token left the engine at ``now``."""
@@ -179,7 +345,6 @@ class Recorder:
             req.first_token_time = now
         else:
             gap = now - req.last_token_time
-            req.itl_sum += gap
             if gap > req.itl_max:
                 req.itl_max = gap
             if self.record_itl:
@@ -189,25 +354,24 @@ class Recorder:
 
     def token_run(self, reqs: list[Request], ends: list[float]) -> None:
         """Each of ``reqs`` streamed one token at each time in ``ends`` (a run of decode steps of
-        the replica's fast path): the same arithmetic as :meth:`token` per token, in the same
-        order per request. Every request here has had its first token."""
+        the replica's fast path): what :meth:`token` does per token, in the same order per
+        request. Every request here has had its first token."""
         n = len(ends)
         if not n:
             return
         t0 = ends[0]
-        common = [ends[k] - ends[k - 1] for k in range(1, n)]
-        gmax = max(common) if common else -1.0
-        tail = array("d", common)
+        last = ends[-1]
         keep = self.record_itl
+        if keep:
+            tail = array("d", map(sub, ends[1:], ends))  # the gaps after the first
+            gmax = max(tail) if tail else -1.0
+        else:
+            tail = array("d")
+            gmax = max(map(sub, ends[1:], ends)) if n > 1 else -1.0
         values = self.itl_values
         owners = self.itl_owner
-        last = ends[-1]
         for req in reqs:
             gap = t0 - req.last_token_time
-            s = req.itl_sum + gap
-            for g in common:
-                s += g
-            req.itl_sum = s
             m = req.itl_max
             if gap > m:
                 m = gap
@@ -223,10 +387,13 @@ class Recorder:
     def step(self, row: tuple) -> None:
         self.num_steps += 1
         if self.record_steps:
-            self.steps.append(row)
+            rows = self._steps.rows
+            rows.append(row)
+            if len(rows) >= FLUSH_ROWS:
+                self._steps.flush()
 
     def sample(self, row: tuple) -> None:
-        self.samples.append(row)
+        self._samples.add(row)
 
     def replica_up(self, replica: int, pool: str, model: str, gpu: str, tp: int, region: str,
                    zone: str, now: float) -> None:
@@ -267,7 +434,7 @@ class Recorder:
         c = dict.fromkeys(names.OUTCOMES, 0)
         for o, n in self._outcomes.items():
             c[o] += n
-        for r in self.requests:
+        for r in self.requests.values():
             if r.outcome:
                 c[r.outcome] += 1
         arrived = len(self.requests) + len(self._rows)
@@ -281,12 +448,13 @@ class Recorder:
         ended = sum(c[o] for o in names.OUTCOMES if o != names.IN_FLIGHT)
         if c["arrived"] != ended + c[names.IN_FLIGHT] or c[names.IN_FLIGHT] < 0:
             raise RuntimeError(f"conservation violated: {c}")
-        ids = np.fromiter((r[0] for r in self._rows), dtype=np.int64, count=len(self._rows))
-        ids = np.concatenate([ids, np.array([r.request_id for r in self.requests], dtype=np.int64)])
+        live = self.requests.values()
+        ids = np.concatenate([self._rows.column(0),
+                              np.array([r.request_id for r in live], dtype=np.int64)])
         if len(np.unique(ids)) != len(ids):
             raise RuntimeError("conservation violated: duplicate request ids")
         n_att = 0
-        for r in self.requests:
+        for r in live:
             atts = r.attempts
             n_att += len(atts)
             open_atts = sum(1 for a in atts if not a.outcome)
@@ -315,38 +483,62 @@ class Recorder:
         n_itl = r.num_output_tokens - 1
         first = r.first_token_time + back if r.first_token_time >= 0 else np.nan
         finish = r.finish_time + back if r.finish_time >= 0 else np.nan
+        # NOTE: the mean gap is (last token − first token) / gaps — the sum of the gaps, telescoped:
+        # no running sum per token (a sum in token order would differ in the last bits).
         return (
             cr.request_id, att.replica_id, outcome, cr.reason, cr.arrival,
             _nan(r.scheduled_time), first, finish, r.prompt_len, r.num_output_tokens,
             max(r.num_cached_tokens, 0), r.num_preemptions, r.priority,
-            r.itl_sum / n_itl if n_itl > 0 else np.nan, r.itl_max if n_itl > 0 else np.nan,
+            (r.last_token_time - r.first_token_time) / n_itl if n_itl > 0 else np.nan,
+            r.itl_max if n_itl > 0 else np.nan,
             spec.tenant, len(cr.attempts), att.pool, self.pool_models.get(att.pool, ""),
             cr.region, att.capped, _nan(cr.end),
         )
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(requests, steps, samples, itl) DataFrames."""
+        return (self._request_frame(), self._steps.frame(STEP_COLUMNS),
+                self._samples.frame(SAMPLE_COLUMNS), self._itl_frame())
+
+    def collect(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                               pd.DataFrame]:
+        """(requests, steps, samples, itl, attempts) at the end of a run, each table's rows freed
+        as soon as its frame is built (the lowest peak of memory); then :meth:`close`."""
+        self.release()
+        attempts = self.attempt_frame()
+        self._att_rows.drop()
+        requests = self._request_frame()
+        self._rows.drop()
+        steps = self._steps.frame(STEP_COLUMNS)
+        self._steps.drop()
+        samples = self._samples.frame(SAMPLE_COLUMNS)
+        itl = self._itl_frame()
+        self.close()
+        return requests, steps, samples, itl, attempts
+
+    def _request_frame(self) -> pd.DataFrame:
         self.release()
         final = self._final
-        rows = list(self._rows)
-        for cr in self.requests:
+        live = []
+        for cr in self.requests.values():
             if cr.attempts:
                 final[cr.attempts[-1].req.request_id] = cr.request_id
-            rows.append(self._request_row(cr))
-        # NOTE: client ids follow arrival order; released rows come in order of their ends.
-        rows.sort(key=lambda row: row[0])
+            live.append(self._request_row(cr))
         if not self._ids_match:
-            for row in self._rows[:self._identity_rows]:
-                final[row[0]] = row[0]
-        req = pd.DataFrame.from_records(rows, columns=REQUEST_COLUMNS)
-        req["outcome"] = pd.Categorical(req["outcome"], categories=list(names.OUTCOMES))
+            for i in self._rows.column(0)[:self._identity_rows].tolist():
+                final[i] = i
+        # NOTE: client ids follow arrival order; taken rows come in order of their ends.
+        req = self._rows.frame(REQUEST_COLUMNS, live, order_by=0,
+                               categories={"outcome": list(names.OUTCOMES)})
         req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
         req["e2e_s"] = req["finish_s"] - req["arrival_s"]
         req["queue_s"] = req["scheduled_s"] - req["arrival_s"]
         dec = req["output_tokens"] - 1
         req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / dec.where(dec > 0)
-        steps = pd.DataFrame.from_records(self.steps, columns=STEP_COLUMNS)
-        samples = pd.DataFrame.from_records(self.samples, columns=SAMPLE_COLUMNS)
+        return req
+
+    def _itl_frame(self) -> pd.DataFrame:
+        """The ``itl`` frame (after :meth:`_request_frame`, which completes the id map)."""
         owner = np.frombuffer(self.itl_owner, dtype=np.int64)
         values = np.frombuffer(self.itl_values, dtype=np.float64)
         # NOTE: gaps are recorded per step, or per run of steps by the replica's decode fast path;
@@ -355,28 +547,32 @@ class Recorder:
         owner, values = owner[order], values[order]
         if not self._ids_match:
             # NOTE: keep only the gaps of each request's final attempt, under the client's id.
-            mapped = pd.Series(owner).map(final)
+            mapped = pd.Series(owner).map(self._final)
             keep = mapped.notna().to_numpy()
             owner = mapped.to_numpy()[keep].astype(np.int64)
             values = values[keep]
-        itl = pd.DataFrame({"request_id": owner, "itl_s": values})
-        return req, steps, samples, itl
+        return pd.DataFrame({"request_id": owner, "itl_s": values})
 
     @staticmethod
     def _attempt_row(a: Attempt) -> tuple:
         return (a.creq.request_id, a.index, a.req.request_id, a.tenant, a.pool, a.replica_id,
                 a.start, _nan(a.end), a.outcome or names.IN_FLIGHT, a.reason,
                 a.req.first_token_time + a.back_s if a.req.first_token_time >= 0 else np.nan,
-                a.req.num_output_tokens, a.capped)
+                a.req.num_output_tokens, a.capped, a.seq)
 
     def attempt_frame(self) -> pd.DataFrame:
-        numbered = list(self._att_rows)
-        numbered += [(self._att_no[id(a)], self._attempt_row(a)) for a in self.attempts]
-        numbered.sort(key=lambda x: x[0])  # start order, as the attempts were made
-        rows = [row for _, row in numbered]
-        df = pd.DataFrame.from_records(rows, columns=ATTEMPT_COLUMNS)
-        df["outcome"] = pd.Categorical(df["outcome"], categories=list(names.OUTCOMES))
-        return df
+        """One row per attempt, in the order the attempts were made."""
+        live = [self._attempt_row(a) for a in self.attempts.values()]
+        return self._att_rows.frame(ATTEMPT_COLUMNS, live, order_by=len(ATTEMPT_COLUMNS),
+                                    categories={"outcome": list(names.OUTCOMES)})
+
+    def close(self) -> None:
+        """The frames are built: drop the rows kept for them (most of a long run's memory).
+        Counts stay; :meth:`frames` and :meth:`attempt_frame` can no longer be called."""
+        for table in (self._rows, self._att_rows, self._steps, self._samples):
+            table.drop()
+        self.itl_values = array("d")
+        self.itl_owner = array("q")
 
     def replica_frame(self, end_s: float) -> pd.DataFrame:
         """Replica lifetimes; those still up are closed at ``end_s`` with reason ``run_end``."""
@@ -400,8 +596,12 @@ def fleet_summary(requests: pd.DataFrame, attempts: pd.DataFrame, replicas: pd.D
     """What the serving path did: attempts and retries, why requests were refused or lost, per pool
     and per model, replica lifetimes and GPU-hours. Only requests arriving after the warm-up count
     (replica figures cover the whole run)."""
-    m = requests[requests["arrival_s"] >= warmup_s]
-    a = attempts[attempts["request_id"].isin(m["request_id"])] if len(attempts) else attempts
+    # NOTE: only the columns read here are copied (a long run's frames are large).
+    m = requests.loc[requests["arrival_s"] >= warmup_s,
+                     ["request_id", "outcome", "reason", "pool", "output_tokens", "capped",
+                      "region"]]
+    a = attempts.loc[attempts["request_id"].isin(m["request_id"]), ["attempt", "reason"]] \
+        if len(attempts) else attempts
     reasons = m.loc[m["reason"] != "", "reason"].value_counts().sort_index()
     att_reasons: dict[Any, Any] = (
         a.loc[a["reason"] != "", "reason"].value_counts().sort_index().to_dict() if len(a) else {})

@@ -17,6 +17,12 @@ import pandas as pd
 from simulator.metrics import names
 
 PCTS = (50, 90, 99)
+_DONE_COLUMNS = ["request_id", "finish_s", "ttft_s", "tpot_s", "e2e_s", "queue_s",
+                 "input_tokens", "output_tokens"]
+"""Columns of the requests frame :func:`summarize` reads."""
+_MEASURED_COLUMNS = ["arrival_s", "tenant", "outcome", "ttft_s", "tpot_s", "e2e_s",
+                     "input_tokens", "output_tokens"]
+"""Columns of the requests frame the tenant and SLO figures read."""
 
 
 def dist(values: pd.Series | np.ndarray, scale: float = 1000.0) -> dict[str, float | None]:
@@ -36,8 +42,9 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, samples: pd.DataFrame
               itl: pd.DataFrame, *, counts: dict[str, int], warmup_s: float, end_s: float,
               preemptions: int, prefix_queries: int, prefix_hits: int,
               sim: dict[str, Any]) -> dict[str, Any]:
-    measured = requests[requests["arrival_s"] >= warmup_s]
-    done = measured[measured["outcome"] == names.COMPLETED]
+    # NOTE: only the columns read here are copied (a long run's frame is large).
+    done = requests.loc[(requests["arrival_s"] >= warmup_s)
+                        & (requests["outcome"] == names.COMPLETED), _DONE_COLUMNS]
     window_end = float(done["finish_s"].max()) if len(done) else end_s
     if counts.get(names.IN_FLIGHT, 0) > 0:
         window_end = end_s
@@ -86,7 +93,9 @@ DEFAULT_TENANT = "default"
 def measured_requests(requests: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     """Requests that arrived after the warm-up, with a ``tenant`` column (``default`` when the run
     has no tenants)."""
-    m = requests[requests["arrival_s"] >= warmup_s]
+    keep = requests["arrival_s"] >= warmup_s
+    # NOTE: no copy when the warm-up leaves every request in (a long run's frame is large).
+    m = requests if bool(keep.all()) else requests[keep]
     if "tenant" not in m.columns:
         m = m.assign(tenant=DEFAULT_TENANT)
     else:
@@ -104,8 +113,8 @@ def tenant_summary(measured: pd.DataFrame, window_s: float) -> dict[str, Any]:
     fleet-wide figures)."""
     out: dict[str, Any] = {}
     for tenant, g in measured.groupby("tenant", sort=True, observed=True):
-        done = g[g["outcome"] == names.COMPLETED]
-        outcome = g["outcome"].astype(str)
+        outcome = g["outcome"]
+        done = g[outcome == names.COMPLETED]
         kinds = [o for o in names.OUTCOMES if o != names.COMPLETED]
         out[str(tenant)] = {
             "requests": {"arrived": len(g), "completed": len(done),
@@ -228,7 +237,9 @@ def post_summary(res: Any) -> dict[str, Any]:
     sc = res.scenario
     summary = res.summary
     window = _window_s(summary)
-    measured = measured_requests(res.requests, sc.metrics.warmup_s)
+    req = res.requests
+    measured = measured_requests(req[[c for c in _MEASURED_COLUMNS if c in req.columns]],
+                                 sc.metrics.warmup_s)
     out: dict[str, Any] = {"tenants": tenant_summary(measured, window)}
     end = float(summary["sim"]["sim_time_s"])
     out["slo"] = slo_summary(measured, sc.slo, window, end) if sc.slo is not None else None

@@ -101,22 +101,3 @@ def test_itl_off_keeps_per_request_figures() -> None:
     # every gap is there, per request, in time order
     assert len(on.itl) == int((on.requests["output_tokens"] - 1).clip(lower=0).sum())
     assert on.itl["request_id"].is_monotonic_increasing
-
-
-def test_releasing_ended_requests_keeps_the_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A long run turns ended requests into rows as it goes (Recorder.release); with retries
-    (engine ids differ from client ids) the frames are the same as when everything is kept."""
-    import simulator.metrics.recorder as recorder
-
-    def run() -> Results:
-        return simulate(load_scenario(SCENARIOS.format("retry-storm"),
-                                      ["workload.duration_s=75"]))
-
-    whole = run()
-    monkeypatch.setattr(recorder, "RELEASE_EVERY", 5)
-    released = run()
-    pd.testing.assert_frame_equal(whole.requests, released.requests, check_exact=True)
-    pd.testing.assert_frame_equal(whole.itl, released.itl, check_exact=True)
-    pd.testing.assert_frame_equal(whole.extra["attempts"], released.extra["attempts"],
-                                  check_exact=True)
-    assert whole.summary["fleet"]["retries"] > 0

@@ -1,16 +1,21 @@
 """Recorder: each client request and each attempt ends once; the frames keep the planner's columns;
-fleet runs with every random choice on are reproducible bit for bit."""
+rows kept in typed columns give the frames ``from_records`` would; fleet runs with every random
+choice on are reproducible bit for bit."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import simpy
 
 from simulator import simulate
 from simulator.cluster.request import Attempt, ClientRequest
+from simulator.config import load_scenario
 from simulator.engine.request import Request
 from simulator.metrics import names
-from simulator.metrics.recorder import REPLICA_COLUMNS, Recorder
+from simulator.metrics.recorder import REPLICA_COLUMNS, Recorder, _Table
+from simulator.run import Results
 from simulator.workload.generator import RequestSpec
 from tests.cluster.helpers import scenario
 
@@ -94,3 +99,67 @@ def test_fleet_runs_with_every_random_choice_are_reproducible():
     assert a.extra["replicas"].equals(b.extra["replicas"])
     c = simulate(sc.model_copy(update={"seed": 12}))
     assert not c.requests["replica"].equals(a.requests["replica"])
+
+
+def test_taking_rows_as_requests_end_keeps_the_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are taken as requests end and kept in typed columns a few rows at a time; with retries
+    (engine ids differ from client ids) the frames are the same as when every object is kept to
+    the end and its rows taken at once."""
+    import simulator.metrics.recorder as recorder
+
+    def run() -> Results:
+        return simulate(load_scenario("scenarios/retry-storm.yaml",
+                                      ["workload.duration_s=75", "metrics.record_steps=true"]))
+
+    monkeypatch.setattr(recorder, "TAKE_AT_END", False)
+    whole = run()
+    monkeypatch.setattr(recorder, "TAKE_AT_END", True)
+    monkeypatch.setattr(recorder, "FLUSH_ROWS", 5)  # many chunks of columns
+    taken = run()
+    for name in ("requests", "itl", "steps", "timeseries"):
+        pd.testing.assert_frame_equal(getattr(whole, name), getattr(taken, name),
+                                      check_exact=True)
+    for name in ("attempts", "replicas"):
+        pd.testing.assert_frame_equal(whole.extra[name], taken.extra[name], check_exact=True)
+    assert whole.summary["fleet"]["retries"] > 0
+
+
+@pytest.mark.parametrize("flush", [2, 4096])
+def test_a_table_builds_the_frame_from_records_would(monkeypatch: pytest.MonkeyPatch,
+                                                      flush: int) -> None:
+    """Same values, dtypes, column order and row order as ``DataFrame.from_records``: a float
+    column that only held ints is int64, NaN and bools and strings keep their types, rows not kept
+    join at the end, the order column sorts them, and no rows give from_records' empty frame."""
+    import simulator.metrics.recorder as recorder
+
+    monkeypatch.setattr(recorder, "FLUSH_ROWS", flush)
+    cols = ["id", "n", "t0", "t", "x", "name", "flag", "k"]
+    rows = [(3, 10, 0, 0.5, np.nan, "a", False, -1), (1, 20, 0, 1, 2.5, "b", True, 7),
+            (2, 30, 0, 2.25, 1.0, "", False, 7), (0, 40, 0, 3.0, 0.0, "a", True, -1)]
+    table = _Table("qiddkkkk")
+    for r in rows[:3]:
+        table.add(r)
+    got = table.frame(cols, [rows[3]], order_by=0)
+    want = pd.DataFrame.from_records(sorted(rows), columns=cols)
+    assert dict(got.dtypes) == dict(want.dtypes) and got["t0"].dtype == np.int64
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert table.column(0).tolist() == [3, 1, 2]  # insertion order; the extra row is not kept
+    pd.testing.assert_frame_equal(table.frame(cols[:3]), pd.DataFrame.from_records(
+        [r[:3] for r in rows[:3]], columns=cols[:3]), check_exact=True)
+    empty = _Table("qd").frame(["a", "b"])
+    pd.testing.assert_frame_equal(empty, pd.DataFrame.from_records([], columns=["a", "b"]))
+
+
+def test_close_frees_the_rows_and_keeps_the_counts():
+    rec = Recorder()
+    for i in range(3):
+        c = _creq(rec, i)
+        a = _attempt(rec, c, i)
+        rec.attempt_end(a, names.COMPLETED, "", 1.0)
+        rec.end(c, names.COMPLETED, "", 1.0)
+    assert not rec.requests and not rec.attempts  # rows taken, objects dropped
+    assert len(rec.frames()[0]) == 3 and len(rec.attempt_frame()) == 3
+    rec.close()
+    assert rec.counts()[names.COMPLETED] == 3 and rec.counts()["arrived"] == 3
+    with pytest.raises(RuntimeError, match="dropped"):
+        rec.frames()
