@@ -461,6 +461,30 @@ class Replica:
         if nxt <= req.lazy_fin:
             heapq.heappush(self._due, (nxt, e[1], kind, g0, req))
 
+    def _join_eager(self, g: int) -> list[Request]:
+        """Make the running requests that became plain decodes lazy from step ``g``; the rest
+        stay eager (returned, and kept as ``_eager``)."""
+        eager: list[Request] = []
+        for req in self._eager:
+            if req.status == _RUNNING and not self._join(req, g):
+                eager.append(req)
+        self._eager = eager
+        return eager
+
+    def _due_acts(self, g: int) -> tuple[list[tuple[int, int, int, int, Request]], int]:
+        """Pop the block actions due by step ``g`` that are still current, in order, and count
+        their allocations."""
+        due = self._due
+        acts: list[tuple[int, int, int, int, Request]] = []
+        blocks = 0
+        while due and due[0][0] <= g:
+            e = heapq.heappop(due)
+            if e[4].lazy_g0 == e[3]:
+                acts.append(e)
+                if e[2] == _ALLOC:
+                    blocks += 1
+        return acts, blocks
+
     def _fast_schedule(self) -> _Step | None:
         """Schedule the next step on the fast path, or None when it could preempt or run out of
         token budget (then nothing has changed and the ordinary path takes it)."""
@@ -468,11 +492,7 @@ class Replica:
         kv = self.kv
         cfg = sched.config
         g = self._g
-        eager: list[Request] = []
-        for req in self._eager:
-            if req.status == _RUNNING and not self._join(req, g):
-                eager.append(req)
-        self._eager = eager
+        eager = self._join_eager(g)
         n_lazy = len(self._lazy)
         threshold = cfg.long_prefill_token_threshold
         max_len = cfg.max_model_len
@@ -502,14 +522,8 @@ class Replica:
         budget = cfg.max_num_batched_tokens
         if demand > budget or demand == 0:
             return None
-        due = self._due
-        acts: list[tuple[int, int, int, int, Request]] = []
-        while due and due[0][0] <= g:
-            e = heapq.heappop(due)
-            if e[4].lazy_g0 == e[3]:
-                acts.append(e)
-                if e[2] == _ALLOC:
-                    blocks += 1
+        acts, alloc = self._due_acts(g)
+        blocks += alloc
         if blocks > len(kv.free):
             return None  # an allocation would fail: the ordinary path preempts (sync clears acts)
         # Block actions and eager allocations, in RUNNING order (as schedule() makes them).
@@ -641,11 +655,7 @@ class Replica:
         if len(sched.waiting) or self.pending:
             return start, None
         g = self._g
-        eager: list[Request] = []
-        for req in self._eager:  # as _fast_schedule joins them
-            if req.status == _RUNNING and not self._join(req, g):
-                eager.append(req)
-        self._eager = eager
+        eager = self._join_eager(g)
         n = len(self._lazy)
         if eager or not n or n > sched.config.max_num_batched_tokens:
             return start, None
@@ -683,14 +693,7 @@ class Replica:
             end = start + dt
             ahead = end < peek
             if next_act <= g:
-                acts: list[tuple[int, int, int, int, Request]] = []
-                blocks = 0
-                while due and due[0][0] <= g:
-                    e = heapq.heappop(due)
-                    if e[4].lazy_g0 == e[3]:
-                        acts.append(e)
-                        if e[2] == _ALLOC:
-                            blocks += 1
+                acts, blocks = self._due_acts(g)
                 if blocks > len(free):
                     for e in acts:
                         heapq.heappush(due, e)
