@@ -609,12 +609,7 @@ class Replica:
         if finished:
             if lazy_done and len(finished) > lazy_done:
                 finished.sort(key=lambda r: r.run_seq)
-            done = set(map(id, finished))
-            sched.running = [r for r in sched.running if id(r) not in done]
-            free = self.kv.free_request
-            for req in finished:
-                req.status = RequestStatus.FINISHED
-                free(req)
+            sched.release(finished)
         self._close_step(start, dt, step.n_seqs, step.n_tok, step.n_dec, step.num_new, 0,
                          finished, now)
 

@@ -316,9 +316,14 @@ class Scheduler:
             if out >= req.max_tokens or req.prompt_len + out >= max_len:
                 finished.append(req)
         if finished:
-            done = set(map(id, finished))
-            self.running = [r for r in self.running if id(r) not in done]
-            for req in finished:
-                req.status = RequestStatus.FINISHED
-                self.kv.free_request(req)
+            self.release(finished)
         return produced, finished
+
+    def release(self, finished: list[Request]) -> None:
+        """Finished requests leave RUNNING and free their blocks, in the order given."""
+        done = set(map(id, finished))
+        self.running = [r for r in self.running if id(r) not in done]
+        free = self.kv.free_request
+        for req in finished:
+            req.status = RequestStatus.FINISHED
+            free(req)
