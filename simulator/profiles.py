@@ -357,6 +357,16 @@ class Calibration(Strict):
     allreduce_bw_efficiency: float = Field(default=0.6, gt=0, le=1)
     """Fraction of the published intra-node link bandwidth (``link_bandwidth_gbps``) one ring
     all-reduce reaches as bus bandwidth."""
+    allreduce_latency_us_by_tp: dict[Annotated[int, Field(ge=2)],
+                                     Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """``allreduce_latency_us`` for one tensor-parallel group size (2, 4, 8); sizes not listed use
+    ``allreduce_latency_us``. The measured curves differ by group size beyond what the ring formula
+    carries (vLLM's one-shot vs two-shot custom all-reduce, NVSwitch reduction at 8 GPUs)."""
+    allreduce_bw_efficiency_by_tp: dict[Annotated[int, Field(ge=2)],
+                                        Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict)
+    """``allreduce_bw_efficiency`` for one tensor-parallel group size; sizes not listed use
+    ``allreduce_bw_efficiency``."""
 
     # ---- other GPU work and CPU overhead ----------------------------------------------------------
     layer_overhead_us: float = Field(default=10.0, ge=0)

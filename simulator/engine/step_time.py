@@ -305,6 +305,8 @@ class RooflineStepTime:
         self.ar_bytes_per_token = h * BYTES_PER_PARAM["bf16"]
         self.ar_count = 2 * L if tp > 1 else 0
         self.link = gpu.link_bandwidth_gbps * 1e9
+        self.ar_latency_s = c.allreduce_latency_us_by_tp.get(tp, c.allreduce_latency_us) * US
+        self.ar_bw_eff = c.allreduce_bw_efficiency_by_tp.get(tp, c.allreduce_bw_efficiency)
         # ---- other per-layer kernels: activation bytes per token (bf16), all layers, one rank.
         # Two fused add+RMSNorm (read x and residual, write both: 4h each), rotary on q and k in
         # place, SiLU-and-mul (read 2I, write I), KV-cache write (read k, v; write the cache).
@@ -398,7 +400,7 @@ class RooflineStepTime:
         # All-reduce.
         t_ar = self.ar_count * allreduce_seconds(
             T * self.ar_bytes_per_token, self.tp, link_bps=self.link,
-            latency_s=c.allreduce_latency_us * US, bw_efficiency=c.allreduce_bw_efficiency)
+            latency_s=self.ar_latency_s, bw_efficiency=self.ar_bw_eff)
         # CPU-side overhead.
         t_over = (c.step_overhead_us + c.per_seq_overhead_us * S
                   + c.per_token_overhead_us * T) * US

@@ -27,6 +27,7 @@ from simulator.engine.step_time import RooflineStepTime
 from simulator.profiles import (
     Calibration,
     CalibrationProfile,
+    CalibrationProvenance,
     find_calibration,
     list_calibrations,
     load_gpu,
@@ -37,6 +38,15 @@ from simulator.run import simulate
 ROOT = ds.shared_data_root()
 CAL_DIR = fit.calibration_dir()
 EFFICIENCIES = [k for k in Calibration.model_fields if "efficiency" in k]
+
+
+def efficiencies(co: Calibration) -> list[tuple[str, float | None]]:
+    """Every efficiency of ``co``, per-group-size tables unrolled: (name, value)."""
+    out: list[tuple[str, float | None]] = []
+    for k in EFFICIENCIES:
+        v = getattr(co, k)
+        out += [(f"{k}[{n}]", x) for n, x in v.items()] if isinstance(v, dict) else [(k, v)]
+    return out
 
 
 def need(*parts: str) -> Path:
@@ -78,8 +88,7 @@ def test_every_calibration_file_loads_and_is_physical():
         load_gpu(c.gpu)  # names a real GPU profile
         assert (CAL_DIR / f"{c.gpu}__vllm-{c.vllm_family}.yaml").exists()
         co = c.coefficients
-        for k in EFFICIENCIES:
-            v = getattr(co, k)
+        for k, v in efficiencies(co):
             assert v is None or 0 < v <= 1, (c.gpu, k)
         if "V1 PRIOR" in c.provenance.method:  # vLLM V1: CPU work overlaps the GPU (a prior)
             for k, v in fit.V1_OVERHEADS.items():
@@ -272,8 +281,8 @@ def test_from_bench_fit_beats_the_starting_calibration(tmp_path):
                 + math.log(info[f"{kind}_mean_tpot_ms"] / info["measured_mean_tpot_ms"]) ** 2)
 
     assert err("fitted") < err("start")
-    for k in EFFICIENCIES:
-        assert 0 < getattr(prof.coefficients, k) <= 1
+    for k, v in efficiencies(prof.coefficients):
+        assert v is not None and 0 < v <= 1, k
     assert 200 <= prof.coefficients.step_overhead_us <= 10_000
     path = fit.write_profile(prof, tmp_path)
     assert path.name == "H100-SXM__vllm-custom.yaml"
@@ -289,6 +298,54 @@ def test_changed_coefficients_compares_flags_and_optional_values():
     assert fit.changed_coefficients(b, c) == []
     rounded = fit._rounded(b)
     assert rounded.fp8_act_quant is True and rounded.moe_bw_efficiency_fp4 is None
+
+
+def test_changed_coefficients_compares_group_size_tables_entry_by_entry():
+    a = Calibration(allreduce_bw_efficiency_by_tp={2: 0.3, 8: 0.4})
+    assert fit.changed_coefficients(a, a.model_copy()) == []
+    near = a.model_copy(update={"allreduce_bw_efficiency_by_tp": {2: 0.3 * (1 + 1e-9), 8: 0.4}})
+    assert fit.changed_coefficients(a, near) == []
+    moved = a.model_copy(update={"allreduce_bw_efficiency_by_tp": {2: 0.3, 8: 0.41}})
+    fewer = a.model_copy(update={"allreduce_bw_efficiency_by_tp": {2: 0.3}})
+    assert fit.changed_coefficients(a, moved) == ["allreduce_bw_efficiency_by_tp"]
+    assert fit.changed_coefficients(a, fewer) == ["allreduce_bw_efficiency_by_tp"]
+
+
+def test_group_size_tables_are_written_with_integer_keys_and_read_back():
+    prof = CalibrationProfile(
+        gpu="H100-SXM", vllm_family="x",
+        coefficients=Calibration(allreduce_latency_us_by_tp={2: 4.25, 8: 6.5}),
+        provenance=CalibrationProvenance(method="test", date="2026-11-24"))
+    text = fit.render(prof)
+    assert "allreduce_latency_us_by_tp:\n    2: 4.25\n    8: 6.5\n" in text
+    back = CalibrationProfile.model_validate(yaml.safe_load(text))
+    assert back.coefficients.allreduce_latency_us_by_tp == {2: 4.25, 8: 6.5}
+
+
+def test_allreduce_fit_has_one_curve_per_group_size_and_it_beats_the_shared_one():
+    need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
+    gpu = load_gpu("H100-SXM")
+    df = ds.aiconfigurator_kernels("H100-SXM", "allreduce", "0.24.0")
+    r = fit.fit_allreduce(gpu, df, Calibration())
+    assert sorted(r.values["allreduce_bw_efficiency_by_tp"]) == [2, 4, 8]
+    assert sorted(r.values["allreduce_latency_us_by_tp"]) == [2, 4, 8]
+    assert r.residuals["allreduce_median_abs_rel_err_pct"] \
+        <= r.residuals["allreduce_shared_median_abs_rel_err_pct"]
+    assert r.residuals["allreduce_p90_abs_rel_err_pct"] \
+        < r.residuals["allreduce_shared_p90_abs_rel_err_pct"]
+    # NVSwitch at 8 GPUs: the ring formula needs a higher bus efficiency there than at 2.
+    eff = r.values["allreduce_bw_efficiency_by_tp"]
+    assert eff[8] > eff[2]
+    # The step model uses a group size's own pair and falls back to the shared one.
+    cal = Calibration().model_copy(update=r.values)
+    llama = load_model("Llama-3.1-8B")
+    for tp, want in ((8, eff[8]), (2, eff[2])):
+        st = RooflineStepTime(llama, gpu, tp=tp, weight_dtype="bf16", kv_dtype="bf16",
+                              calibration=cal)
+        assert st.ar_bw_eff == want
+    assert RooflineStepTime(load_model("Llama-3.1-405B"), gpu, tp=16, weight_dtype="bf16",
+                            kv_dtype="bf16", calibration=cal).ar_bw_eff \
+        == r.values["allreduce_bw_efficiency"]
 
 
 def test_v1_split_keeps_the_kernels_and_moves_the_pre_v1_overheads_to_family_v0():
