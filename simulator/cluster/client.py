@@ -186,12 +186,14 @@ def open_loop(env: simpy.Environment, stream: OpenLoopStream, send: Callable[[Re
 
 def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], submit: Submit,
                        think_time_s: float, budget: list[int] | None, until: float | None,
-                       ) -> Generator[simpy.Event, Any, None]:
-    """One user: request, wait for the final outcome, think, repeat.
+                       start_s: float = 0.0) -> Generator[simpy.Event, Any, None]:
+    """One user: (from ``start_s``) request, wait for the final outcome, think, repeat.
 
     ``budget`` is a one-element counter shared by the group's clients of requests left to send
     (None = unlimited); ``until`` stops sending after that time.
     """
+    if start_s > 0:
+        yield env.timeout(start_s)
     while True:
         if until is not None and env.now >= until:
             return
@@ -242,8 +244,8 @@ def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,
     for group in traffic.closed_loop:
         g: ClosedLoopGroup = group
         budget = [g.limit] if g.limit is not None else None
-        for _ in range(g.concurrency):
+        for i in range(g.concurrency):
             env.process(closed_loop_client(env, g.specs, submit, g.think_time_s, budget,
-                                           traffic.until))
+                                           traffic.until, i * g.ramp_up_s / g.concurrency))
     for sessions in traffic.sessions:
         env.process(session_source(env, sessions, submit, traffic.until))

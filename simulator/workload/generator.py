@@ -96,6 +96,8 @@ class ClosedLoopGroup:
     think_time_s: float = 0.0
     limit: int | None = None
     """Requests this group sends in total (None = until ``until``)."""
+    ramp_up_s: float = 0.0
+    """Client i of N starts at i × ramp_up_s / N."""
 
 
 @dataclass
@@ -408,7 +410,8 @@ def build_traffic(cfg: WorkloadConfig, seed: np.random.SeedSequence, block_size:
         choose = _chooser(members, weights, rng_mix)
         if isinstance(arrival, ClosedLoopArrivals):
             traffic.closed_loop.append(ClosedLoopGroup(arrival.concurrency, _specs(choose),
-                                                       arrival.think_time_s, part_cap))
+                                                       arrival.think_time_s, part_cap,
+                                                       arrival.ramp_up_s))
             closed_limits.append(part_cap)
         elif isinstance(arrival, TraceArrivals):
             parts.append(_trace_part(arrival, choose, rng_arr, part_cap, until, base_dir, named))

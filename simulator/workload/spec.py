@@ -362,6 +362,12 @@ class ClosedLoopArrivals(Strict):
     """Number of clients."""
     think_time_s: float = Field(default=0.0, ge=0)
     """Pause between a response and the client's next request."""
+    ramp_up_s: float = Field(default=0.0, ge=0)
+    """Clients start one after another, evenly over this many seconds (client i of N at
+    i × ramp_up_s / N), as a load tool ramping its users does; 0: all start at t = 0. Identical
+    requests started together stay in lock-step (they prefill together, decode together and
+    finish in the same step, every wave) — the pessimistic end for TTFT; a ramp of one request
+    cycle (TTFT + (output − 1) × TPOT) spreads them evenly — the optimistic end."""
 
 
 class OfflineArrivals(Strict):

@@ -72,6 +72,26 @@ def test_summary_median_p90_bias_and_target_status():
     assert tpot["median_abs_err"] == pytest.approx(6.25) and tpot["status"] == "pass"
 
 
+def bracket_point(meas: float, lockstep: float, ramped: float, excluded: str = "") -> v.PointResult:
+    p = point("silicon-dense", "H100-SXM", {"ttft_mean": lockstep - meas}, excluded=excluded)
+    p.measured["ttft_mean"] = meas
+    p.predicted["ttft_mean_ramped"] = ramped
+    p.error_pct["ttft_mean"] = v.pct_error(lockstep, meas)
+    return p
+
+
+def test_ttft_bracket_places_the_measurement_between_ramped_and_lock_step():
+    inside, below, above = (bracket_point(100, 150, 60), bracket_point(50, 150, 60),
+                            bracket_point(200, 150, 60))
+    assert [v.ttft_bracket(p) for p in (inside, below, above)] == ["inside", "below", "above"]
+    assert v.ttft_bracket(point("silicon-dense", "H100-SXM", {"ttft_mean": 5.0})) == ""
+    b = v.summarize_ttft_bracket([inside, below, above, bracket_point(100, 150, 60, "kv-queue")])
+    row = b.iloc[0]
+    assert (row["n"], row["inside"], row["below"], row["above"]) == (3, 1, 1, 1)
+    assert row["ramped_bias"] == pytest.approx(np.median([-40.0, 20.0, -70.0]))
+    assert row["lockstep_bias"] == pytest.approx(np.median([50.0, 200.0, -25.0]))
+
+
 def fake_report(points: list[v.PointResult]) -> v.Report:
     return v.Report(suites=["silicon-dense"], fast=True, points=points,
                     skipped=[v.Skipped("silicon-dense", "H100-SXM", "x", "dp=4 not modelled")],
@@ -251,6 +271,10 @@ def test_closed_loop_case_mirrors_a_ten_wave_benchmark(warmup_excluded, monkeypa
     assert isinstance(res, v.PointResult)
     assert res.error_pct["ttft_mean"] == pytest.approx(
         v.pct_error(pred["ttft_mean"], 50.0))
+    # The ramped end: the same clients started over one lock-step cycle queue less for prefill.
+    assert 0 < pred["ttft_mean_ramped"] < pred["ttft_mean"]
+    assert pred["tpot_mean_ramped"] > 0
+    assert "ttft_mean_ramped" not in res.error_pct  # a bound, not a compared metric
 
 
 def test_replay_sends_the_recorded_lengths_in_order():

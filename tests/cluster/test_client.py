@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from simulator import simulate
+from simulator.config import FixedLength
 from simulator.metrics import names
 from simulator.workload.generator import RequestSpec, Session
 from tests.cluster.helpers import scenario, simulate_traffic, traffic
@@ -125,3 +126,22 @@ def test_closed_loop_users_wait_for_the_final_outcome_after_retries():
     assert (df["attempts"] > 1).any()
     # One user: the next request is sent only once the previous one has ended for good.
     assert (df["arrival_s"].to_numpy()[1:] >= df["end_s"].to_numpy()[:-1] - 1e-9).all()
+
+
+def test_closed_loop_ramp_up_starts_client_i_at_i_over_n_of_the_ramp():
+    arrival = {"kind": "closed_loop", "concurrency": 4, "ramp_up_s": 0.2}
+    sc = scenario(workload={"num_requests": 12, "arrival": arrival})
+    sc = sc.model_copy(update={"workload": sc.workload.model_copy(update={
+        "input_len": FixedLength(value=512), "output_len": FixedLength(value=64)})})
+    df = simulate(sc).requests.sort_values("arrival_s")
+    assert (df["outcome"] == names.COMPLETED).all()
+    # The first four requests are the four clients' first: at 0, 0.05, 0.1 and 0.15 s.
+    assert df["arrival_s"].to_numpy()[:4].tolist() == pytest.approx([0.0, 0.05, 0.1, 0.15])
+    # Without a ramp they all start at 0 and, identical, stay in lock-step: every wave's four
+    # prefills share a step, so each wave's TTFTs are equal; the ramp spreads them apart.
+    sc0 = sc.model_copy(update={"workload": sc.workload.model_copy(update={
+        "arrival": sc.workload.arrival.model_copy(update={"ramp_up_s": 0.0})})})
+    df0 = simulate(sc0).requests.sort_values("request_id")
+    assert (df0["arrival_s"].to_numpy()[:4] == 0.0).all()
+    assert df0["ttft_s"].iloc[4:8].nunique() == 1
+    assert df["ttft_s"].iloc[4:8].mean() < df0["ttft_s"].iloc[4:8].mean()
