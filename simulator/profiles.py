@@ -332,6 +332,12 @@ class Calibration(Strict):
     """Fixed time of one fused-MoE layer (routing, permute, grouped GEMMs, un-permute), µs."""
     moe_latency_us_fp4: float | None = Field(default=None, ge=0)
     """As ``moe_latency_us`` for 4-bit weight-only experts; None: use ``moe_latency_us``."""
+    moe_m_half: float | None = Field(default=None, gt=0)
+    """Tokens per expert at which the fused-MoE GEMMs reach half of ``moe_efficiency`` (the
+    grouped kernel's own ``gemm_m_half``: it tiles all experts' tokens in one launch, so small
+    per-expert batches cost it less than they cost a dense GEMM); None: use ``gemm_m_half``."""
+    moe_m_half_fp4: float | None = Field(default=None, gt=0)
+    """As ``moe_m_half`` for 4-bit weight-only experts; None: use ``moe_m_half``."""
 
     # ---- attention ------------------------------------------------------------------------------
     attn_efficiency: float = Field(default=0.45, gt=0, le=1)

@@ -281,7 +281,9 @@ class RooflineStepTime:
             self.peak_flops, self.gemm_eff = gpu.peak_tflops(weight_dtype) * 1e12, c.gemm_efficiency
             self.moe_eff, self.moe_bw = c.moe_efficiency, c.moe_bw_efficiency
         self.moe_latency_us = c.moe_latency_us
+        self.moe_m_half = c.moe_m_half or c.gemm_m_half
         if weight_dtype in ("fp4", "int4"):
+            self.moe_m_half = c.moe_m_half_fp4 or self.moe_m_half
             if c.moe_efficiency_fp4 is not None:
                 self.moe_eff = c.moe_efficiency_fp4
             if c.moe_bw_efficiency_fp4 is not None:
@@ -389,7 +391,7 @@ class RooflineStepTime:
             per_expert = self.top_k * T / _pos(touched)
             t_gemm = t_gemm + gemm_seconds(
                 per_expert, self.expert_flops_per_token * T, L * touched * self.expert_bytes,
-                peak_flops=self.peak_flops, efficiency=self.moe_eff, m_half=c.gemm_m_half,
+                peak_flops=self.peak_flops, efficiency=self.moe_eff, m_half=self.moe_m_half,
                 hbm_bps=self.hbm, bw_efficiency=self.moe_bw,
                 latency_s=self.moe_latency_us * US, kernels=L)
         # LM head on the sampled rows.

@@ -348,6 +348,31 @@ def test_allreduce_fit_has_one_curve_per_group_size_and_it_beats_the_shared_one(
         == r.values["allreduce_bw_efficiency"]
 
 
+@pytest.mark.parametrize("dtypes", [("w4a16_mxfp4",), ("bfloat16", "fp8_block")])
+def test_moe_fit_has_its_own_m_half_and_no_bias_between_decode_and_prefill_sizes(dtypes):
+    need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
+    gpu = load_gpu("H100-SXM")
+    df = ds.aiconfigurator_kernels("H100-SXM", "moe", "0.24.0")
+    start = Calibration(gemm_m_half=142.8)  # the dense fit's value
+    fp4 = dtypes == ("w4a16_mxfp4",)
+    r = (fit.fit_moe_fp4 if fp4 else fit.fit_moe)(gpu, df, start)
+    m_half = r.values["moe_m_half_fp4" if fp4 else "moe_m_half"]
+    assert 0.5 < m_half < start.gemm_m_half  # the grouped kernel ramps up faster than a GEMM
+    tokens = fit._moe_arrays(fit._moe_rows(df, list(dtypes)))["T"]
+    err = r.rel_errors
+    decode, prefill = (tokens >= 16) & (tokens <= 512), tokens >= 6144
+    # With the dense m_half the MXFP4 fit was ~+45 % at decode sizes and ~-25 % at prefill sizes.
+    assert abs(np.median(err[decode])) < 0.1 and abs(np.median(err[prefill])) < 0.15
+    tag = "moe_fp4" if fp4 else "moe"
+    assert r.residuals[f"{tag}_median_abs_rel_err_pct"] < (8 if fp4 else 10)
+    # The step model prices the experts with it (4-bit experts with the fp4 one).
+    cal = start.model_copy(update=r.values)
+    model = load_model("gpt-oss-120b" if fp4 else "Qwen3-30B-A3B")
+    st = RooflineStepTime(model, gpu, tp=1, weight_dtype="fp4" if fp4 else "bf16",
+                          kv_dtype="bf16", calibration=cal)
+    assert st.moe_m_half == m_half
+
+
 def test_v1_split_keeps_the_kernels_and_moves_the_pre_v1_overheads_to_family_v0():
     cal = Calibration(step_overhead_us=1800.0, per_seq_overhead_us=77.0, gemm_efficiency=0.8)
     prof = CalibrationProfile.model_validate({
