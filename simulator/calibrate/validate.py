@@ -31,6 +31,10 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
     full 10-wave simulations of the H200 Llama-3.1-70B points: within 8 % on TTFT, 2 % on TPOT.
     Throughput is not in the file; it is derived for measured and predicted alike by Little's law
     on a closed loop: ``c × OSL / (TTFT + (OSL − 1) × TPOT)`` output tokens/s.
+    The compared TTFT is the lock-step one (identical clients started together stay
+    synchronised: the pessimistic end); every point is also simulated with its clients ramped in
+    over one request cycle (:func:`ramped_prediction`, the optimistic end), and the report counts
+    the measurements inside, below and above that bracket (:func:`summarize_ttft_bracket`).
 
     Engine flags: vLLM's serving defaults on ≥ 70 GB GPUs (``max_num_batched_tokens`` 8192,
     ``max_num_seqs`` 1024, chunked prefill and prefix caching on, ``gpu_memory_utilization`` 0.9),

@@ -75,6 +75,7 @@ def test_summary_median_p90_bias_and_target_status():
 def bracket_point(meas: float, lockstep: float, ramped: float, excluded: str = "") -> v.PointResult:
     p = point("silicon-dense", "H100-SXM", {"ttft_mean": lockstep - meas}, excluded=excluded)
     p.measured["ttft_mean"] = meas
+    p.predicted["ttft_mean"] = lockstep
     p.predicted["ttft_mean_ramped"] = ramped
     p.error_pct["ttft_mean"] = v.pct_error(lockstep, meas)
     return p
