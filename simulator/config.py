@@ -27,7 +27,13 @@ from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's mo
     PoolConfig,
     RouterConfig,
 )
-from simulator.errors import ConfigError, clean_loc, format_validation_error, read_yaml
+from simulator.errors import (
+    ConfigError,
+    clean_loc,
+    format_validation_error,
+    read_yaml,
+    safe_load,
+)
 from simulator.plan_spec import CostConfig, SloConfig
 from simulator.profiles import Calibration, Strict, WeightDtype, data_root
 
@@ -277,7 +283,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not path:
         raise ConfigError(f"--set {item!r}: empty field path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return path, value

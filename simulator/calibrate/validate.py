@@ -130,7 +130,6 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import typer
-import yaml
 
 from simulator.calibrate import datasets as ds
 from simulator.config import (
@@ -146,7 +145,7 @@ from simulator.config import (
     StepTimeConfig,
     WorkloadConfig,
 )
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, safe_load
 
 SUITES: tuple[str, ...] = ("silicon-dense", "silicon-moe", "dstack-405b", "rocm-mi300x")
 """Validation suites, in report order."""
@@ -819,7 +818,7 @@ def rocm_version_split(all_versions: Sequence[str],
         return [x for x in avail if x in hs], f"{f.name}: {how}"
 
     for f in files:
-        raw = yaml.safe_load(f.read_text()) or {}
+        raw = safe_load(f.read_text()) or {}
         prov = raw.get("provenance", {}) if isinstance(raw, dict) else {}
         items = list(_walk(prov))
         for k, v in items:

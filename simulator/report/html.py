@@ -20,9 +20,8 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-import yaml
 
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, safe_load
 
 TEMPLATE = "report.html.j2"
 
@@ -142,7 +141,7 @@ def run_context(d: Path) -> dict[str, Any]:
 
     summary = _read_json(d / "summary.json")
     scen_text = (d / "scenario.yaml").read_text() if (d / "scenario.yaml").is_file() else ""
-    scenario = yaml.safe_load(scen_text) or {} if scen_text else {}
+    scenario = safe_load(scen_text) or {} if scen_text else {}
     ctx: dict[str, Any] = {"summary": summary, "scenario_yaml": scen_text,
                            "scenario": scenario, "plots": {}}
     slo = summary.get("slo")

@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import yaml
-
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, safe_load
 from simulator.profiles import data_root
 
 
@@ -24,7 +22,7 @@ def load_shipped(subdir: str, name: str, field: str, what: str,
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(f"{field}: unknown {what} '{name}'; known: {', '.join(known)}")
     with path.open() as fh:
-        data = yaml.safe_load(fh)
+        data = safe_load(fh)
     if not isinstance(data, dict) or any(k not in data for k in required):
         raise ConfigError(f"{path}: not a {what} (needs {' and '.join(required)})")
     return data
