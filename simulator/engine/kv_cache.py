@@ -35,7 +35,7 @@ class KVCacheManager:
         self.ref_cnt = [0] * num_blocks
         self.block_hash: list[int | None] = [None] * num_blocks
         # Free queue in eviction order: head = least recently freed. Values unused.
-        self.free: OrderedDict[int, None] = OrderedDict((b, None) for b in range(num_blocks))
+        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
         self.cached: dict[int, int] = {}  # block hash -> block id
         self.req_blocks: dict[int, list[int]] = {}
         self.num_cached_blocks: dict[int, int] = {}  # request id -> full blocks hashed so far
@@ -180,10 +180,13 @@ class KVCacheManager:
         self.num_cached_blocks.pop(rid, None)
         if not blocks:
             return
+        ref_cnt = self.ref_cnt
+        free = self.free
         for b in reversed(blocks):
-            self.ref_cnt[b] -= 1
-            if self.ref_cnt[b] == 0:
-                self.free[b] = None  # tail of the free queue: evicted last
+            n = ref_cnt[b] - 1
+            ref_cnt[b] = n
+            if n == 0:
+                free[b] = None  # tail of the free queue: evicted last
 
     def reset_prefix_cache(self) -> None:
         """Drop all cached hashes (vLLM's ``reset_prefix_cache``)."""
