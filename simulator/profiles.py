@@ -10,8 +10,10 @@ KV-cache bytes per token per rank, and the memory budget that decides how many K
 (the same arithmetic vLLM's ``determine_available_memory`` does, with the activation/graph reserve as
 an explicit, documented constant instead of a profiling run).
 
-Leaves out: pipeline parallelism, sliding-window KV savings (gpt-oss alternates sliding layers; we
-charge full attention KV, a conservative upper bound), MLA latent KV compression.
+Leaves out: pipeline parallelism, sliding-window KV *memory* savings (gpt-oss alternates sliding
+layers; the KV cache is charged as if every layer kept every token, a conservative upper bound —
+their attention time is priced over the window, ``sliding_window_layers``), MLA latent KV
+compression.
 """
 
 from __future__ import annotations
@@ -179,7 +181,11 @@ class ModelProfile(Strict):
     native_dtype: WeightDtype = "bf16"
     """Format of the reference checkpoint."""
     sliding_window: int | None = Field(default=None, ge=1)
-    """Sliding-window length for the layers that use one, if any (informational; see module note)."""
+    """Sliding-window length for the layers that use one, if any."""
+    sliding_window_layers: int = Field(default=0, ge=0)
+    """How many layers attend only to the last ``sliding_window`` tokens (gpt-oss: 18 of 36,
+    alternating with full attention). Their attention FLOPs and KV reads are priced over the
+    window; their KV memory is still charged in full (see module note)."""
     source: str
     """Where the figures come from (config.json URL, model card)."""
 
@@ -191,6 +197,10 @@ class ModelProfile(Strict):
             raise ValueError("num_experts_per_token exceeds num_experts")
         if self.active_params_b > self.total_params_b * 1.0001:
             raise ValueError("active_params_b exceeds total_params_b")
+        if self.sliding_window_layers > self.num_layers:
+            raise ValueError("sliding_window_layers exceeds num_layers")
+        if self.sliding_window_layers and self.sliding_window is None:
+            raise ValueError("sliding_window_layers needs sliding_window")
         return self
 
     # ---- parameter accounting from the architecture ------------------------------------

@@ -113,28 +113,40 @@ class StepFeatures:
     """Steps this row stands for: >1 only for runs of decode-only steps of equal shape (same
     tokens and sequences), whose ``decode_pairs`` are then summed — every term is either the same
     each step or linear in the pairs, so the row's time is exactly the run's total."""
+    window_prefill_pairs: float | np.ndarray = 0.0
+    """``prefill_pairs`` of a sliding-window layer: each query sees at most the window."""
+    window_prefill_kv_tokens: float | np.ndarray = 0.0
+    """``prefill_kv_tokens`` of a sliding-window layer: Σ (min(context, window) + n)."""
 
     @classmethod
     def from_totals(cls, num_tokens: int, num_seqs: int, decode_ctx: int,
-                    prefill: list[tuple[int, int]]) -> StepFeatures:
-        """From the step's totals: summed decode context and (new tokens, context) per prefill."""
+                    prefill: list[tuple[int, int]], window: int = 0) -> StepFeatures:
+        """From the step's totals: summed decode context and (new tokens, context) per prefill;
+        ``window`` > 0 also counts the prefill pairs of a layer with that sliding window."""
         n_pre = len(prefill)
         n_dec = num_seqs - n_pre
         p_tok = 0
         p_pairs = 0.0
         p_kv = 0
+        w_pairs = 0.0
+        w_kv = 0
         for n, ctx in prefill:
             p_tok += n
             p_pairs += n * (ctx + (n + 1) / 2.0)
             p_kv += ctx + n
+            if window:
+                # Query t (1..n) sees min(ctx + t, window) keys: a ramp up to the window, then flat.
+                k = max(0, min(n, window - ctx))
+                w_pairs += k * (ctx + (k + 1) / 2.0) + (n - k) * float(window)
+                w_kv += min(ctx, window) + n
         return cls(float(num_tokens), float(num_seqs), float(n_dec),
                    float(decode_ctx + n_dec) if n_dec > 0 else 0.0, float(p_tok), p_pairs,
-                   float(p_kv))
+                   float(p_kv), 1.0, w_pairs, float(w_kv))
 
     @classmethod
-    def from_plan(cls, plan: StepPlan) -> StepFeatures:
+    def from_plan(cls, plan: StepPlan, window: int = 0) -> StepFeatures:
         decode_ctx, prefill = split_plan(plan)
-        return cls.from_totals(plan.num_tokens, plan.num_seqs, decode_ctx, prefill)
+        return cls.from_totals(plan.num_tokens, plan.num_seqs, decode_ctx, prefill, window)
 
 
 def split_plan(plan: StepPlan) -> tuple[int, list[tuple[int, int]]]:
@@ -154,6 +166,12 @@ def _max(a: Num, b: Num) -> Num:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.maximum(a, b)
     return a if a >= b else b
+
+
+def _min(a: Num, b: Num) -> Num:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.minimum(a, b)
+    return a if a <= b else b
 
 
 def _pos(x: Num) -> Num:
@@ -300,8 +318,18 @@ class RooflineStepTime:
         self.lm_head_eff = c.gemm_efficiency * lm_nk / (lm_nk + c.gemm_nk_half)
         # ---- attention ---------------------------------------------------------------------------
         q_heads = max(1, m.num_attention_heads // tp)
-        self.attn_flops_per_pair = 4.0 * L * q_heads * m.head_dim  # QK^T + PV, 2 FLOP per MAC
         self.kv_bytes_per_token = m.kv_bytes_per_token(kv_dtype, tp)
+        # Sliding-window layers (gpt-oss) attend to at most ``window`` keys per query: priced
+        # apart. attn_flops_per_pair / attn_kv_bytes_per_token cover the full-attention layers.
+        n_win = m.sliding_window_layers if m.sliding_window else 0
+        self.window = int(m.sliding_window or 0) if n_win else 0
+        self.attn_flops_per_pair = 4.0 * (L - n_win) * q_heads * m.head_dim  # QK^T + PV
+        self.attn_kv_bytes_per_token: float = self.kv_bytes_per_token
+        self.win_flops_per_pair = 4.0 * n_win * q_heads * m.head_dim
+        self.win_kv_bytes_per_token = 0.0
+        if n_win:
+            self.attn_kv_bytes_per_token = self.kv_bytes_per_token * (L - n_win) / L
+            self.win_kv_bytes_per_token = self.kv_bytes_per_token * n_win / L
         self.kv_eff = c.kv_bw_efficiency_fp8 if kv_dtype == "fp8" else c.kv_bw_efficiency
         # ---- tensor-parallel all-reduce -----------------------------------------------------------
         self.ar_bytes_per_token = h * BYTES_PER_PARAM["bf16"]
@@ -412,18 +440,37 @@ class RooflineStepTime:
         return t_gemm, t_lm, t_ar, t_over, t_other
 
     def _attention(self, f: StepFeatures) -> Num:
-        """Attention seconds of ``f``: one kernel per layer for the whole mixed batch."""
+        """Attention seconds of ``f``: one kernel per layer for the whole mixed batch.
+
+        Sliding-window layers: a decode reads min(context + 1, window) keys, taken as
+        min(Σ (context + 1), decodes × window) — exact whenever every decode's context has reached
+        the window (or none has), which is every decode of a prompt longer than the window."""
         c = self.cal
         t_dec = decode_attention_seconds(
             f.decode_pairs, flops_per_pair=self.attn_flops_per_pair,
-            kv_bytes_per_token=self.kv_bytes_per_token, peak_flops=self.bf16_flops,
+            kv_bytes_per_token=self.attn_kv_bytes_per_token, peak_flops=self.bf16_flops,
             efficiency=c.attn_efficiency, hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
         t_pre = prefill_attention_seconds(
             f.prefill_pairs, f.prefill_tokens, f.prefill_kv_tokens,
-            flops_per_pair=self.attn_flops_per_pair, kv_bytes_per_token=self.kv_bytes_per_token,
-            peak_flops=self.bf16_flops, efficiency=c.attn_efficiency, kv_half=c.attn_kv_half,
-            hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
-        return t_dec + t_pre + f.steps * self.num_layers * (
+            flops_per_pair=self.attn_flops_per_pair,
+            kv_bytes_per_token=self.attn_kv_bytes_per_token, peak_flops=self.bf16_flops,
+            efficiency=c.attn_efficiency, kv_half=c.attn_kv_half, hbm_bps=self.hbm,
+            kv_bw_efficiency=self.kv_eff)
+        att = t_dec + t_pre
+        if self.window:
+            w_dec = decode_attention_seconds(
+                _min(f.decode_pairs, f.num_decodes * float(self.window)),
+                flops_per_pair=self.win_flops_per_pair,
+                kv_bytes_per_token=self.win_kv_bytes_per_token, peak_flops=self.bf16_flops,
+                efficiency=c.attn_efficiency, hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
+            w_pre = prefill_attention_seconds(
+                f.window_prefill_pairs, f.prefill_tokens, f.window_prefill_kv_tokens,
+                flops_per_pair=self.win_flops_per_pair,
+                kv_bytes_per_token=self.win_kv_bytes_per_token, peak_flops=self.bf16_flops,
+                efficiency=c.attn_efficiency, kv_half=c.attn_kv_half, hbm_bps=self.hbm,
+                kv_bw_efficiency=self.kv_eff)
+            att = att + (w_dec + w_pre)
+        return att + f.steps * self.num_layers * (
             c.attn_latency_us + c.attn_per_seq_us * f.num_seqs) * US
 
     def components(self, f: StepFeatures) -> tuple[Num, Num, Num, Num, Num, Num]:
@@ -447,20 +494,20 @@ class RooflineStepTime:
         """
         if num_tokens <= 0:
             return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        f = StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill)
+        f = StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill, self.window)
         g, lm, a, ar, o, x = self.components(f)
         return StepBreakdown(float(g), float(lm), float(a), float(ar), float(o), float(x))
 
     def breakdown(self, plan: StepPlan) -> StepBreakdown:
         if plan.num_tokens <= 0:
             return StepBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        g, lm, a, ar, o, x = self.components(StepFeatures.from_plan(plan))
+        g, lm, a, ar, o, x = self.components(StepFeatures.from_plan(plan, self.window))
         return StepBreakdown(float(g), float(lm), float(a), float(ar), float(o), float(x))
 
     def predict(self, plan: StepPlan) -> float:
         if plan.num_tokens <= 0:
             return 0.0
-        return float(self.total(StepFeatures.from_plan(plan)))
+        return float(self.total(StepFeatures.from_plan(plan, self.window)))
 
     def _shape(self, num_tokens: int, num_seqs: int) -> tuple[Num, Num, Num, Num]:
         """(gemm + lm_head, allreduce, overhead, other) of one step of this shape, cached."""
@@ -485,10 +532,25 @@ class RooflineStepTime:
         gl, ar, o, x = self._shape(n, n)
         c = self.cal
         fpp, d_flops = self.attn_flops_per_pair, self.bf16_flops * c.attn_efficiency
-        kvb, d_bytes = self.kv_bytes_per_token, self.hbm * self.kv_eff
+        kvb, d_bytes = self.attn_kv_bytes_per_token, self.hbm * self.kv_eff
         # _attention() with no prefill: t_dec + 0.0 + the per-layer launches (t_dec ≥ 0, so
         # adding the prefill's exact 0.0 changes nothing).
         launches = 1.0 * self.num_layers * (c.attn_latency_us + c.attn_per_seq_us * float(n)) * US
+        if self.window:
+            wfpp, wkvb = self.win_flops_per_pair, self.win_kv_bytes_per_token
+            cap = float(n) * float(self.window)
+
+            def seconds_win(decode_ctx: int) -> float:
+                pairs = float(decode_ctx + n)
+                a = pairs * fpp / d_flops
+                b = pairs * kvb / d_bytes
+                wp = pairs if pairs <= cap else cap
+                wa = wp * wfpp / d_flops
+                wb = wp * wkvb / d_bytes
+                att = (a if a >= b else b) + ((wa if wa >= wb else wb) + 0.0)
+                return float(gl + (att + launches) + ar + o + x)
+
+            return seconds_win
 
         def seconds(decode_ctx: int) -> float:
             pairs = float(decode_ctx + n)
@@ -507,5 +569,6 @@ class RooflineStepTime:
         if num_tokens <= 0:
             return 0.0
         gl, ar, o, x = self._shape(num_tokens, num_seqs)
-        a = self._attention(StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill))
+        a = self._attention(StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill,
+                                                     self.window))
         return float(gl + a + ar + o + x)

@@ -305,3 +305,34 @@ def test_predict_totals_is_predict_bit_for_bit_with_its_shape_cache(gpu, model, 
         seconds = st.decode_seconds_fn(n)
         for ctx in rng.integers(0, 8_000, 50):
             assert seconds(n * int(ctx)) == st.predict(decode_plan(n, int(ctx)))
+
+
+def test_sliding_window_layers_attend_to_at_most_the_window():
+    # gpt-oss-120b: 36 layers, half of them with a 128-token window; KV per token per layer
+    # 2 (K, V) × 8 heads × 64 × 2 bytes = 2,048 bytes, 73,728 over all 36 layers.
+    oss = load_model("gpt-oss-120b")
+    assert (oss.sliding_window, oss.sliding_window_layers) == (128, 18)
+    cal = Calibration(attn_latency_us=0, attn_per_seq_us=0, kv_bw_efficiency=0.5)
+    st = RooflineStepTime(oss, H100, tp=1, weight_dtype="fp4", kv_dtype="bf16", calibration=cal)
+    assert st.kv_bytes_per_token == 73_728 and st.window == 128
+    # Decode, 8 sequences at context 999: the 18 full layers read 8 × 1000 tokens, the 18
+    # windowed ones 8 × 128 (all bandwidth-bound).
+    t = st.breakdown(decode_plan(8, 999)).attention
+    assert t == pytest.approx((8 * 1000 + 8 * 128) * 18 * 2048 / (3350e9 * 0.5), rel=1e-12)
+    # Prefill pairs of a windowed layer, by hand: a 200-token prompt from scratch sees
+    # 1 + 2 + … + 128 keys, then 128 for each of the last 72 queries; a 50-token chunk after
+    # 100 cached tokens ramps from 101 to 128 keys over 28 queries, then 22 × 128.
+    f = StepFeatures.from_totals(250, 2, 0, [(200, 0), (50, 100)], window=128)
+    assert f.window_prefill_pairs == sum(min(t, 128) for t in range(1, 201)) + sum(
+        min(100 + t, 128) for t in range(1, 51))
+    assert f.window_prefill_pairs == 8256 + 9216 + 6022
+    assert f.window_prefill_kv_tokens == (0 + 200) + (100 + 50)
+    assert f.prefill_pairs == 200 * 100.5 + 50 * (100 + 25.5)  # full layers unchanged
+    # A long prompt: windowed layers cost a fraction of the full ones, so the step is cheaper
+    # than pricing all 36 layers as full attention.
+    full = RooflineStepTime(oss.model_copy(update={"sliding_window_layers": 0}), H100, tp=1,
+                            weight_dtype="fp4", kv_dtype="bf16", calibration=cal)
+    assert full.window == 0
+    long = StepPlan(requests=[None], num_new_tokens=[8192],  # type: ignore[list-item]
+                    context_lens=[0])
+    assert st.breakdown(long).attention < 0.6 * full.breakdown(long).attention
