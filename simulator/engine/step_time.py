@@ -439,6 +439,23 @@ class RooflineStepTime:
             self.hbm * c.weight_bw_efficiency)
         return t_gemm, t_lm, t_ar, t_over, t_other
 
+    def _attention_layers(self, decode_pairs: Num, prefill_pairs: Num, prefill_tokens: Num,
+                          prefill_kv_tokens: Num, flops_per_pair: float,
+                          kv_bytes_per_token: float) -> Num:
+        """Decode + prefill attention of one group of layers (FLOPs and KV bytes summed over the
+        group), excluding the per-call latency."""
+        c = self.cal
+        t_dec = decode_attention_seconds(
+            decode_pairs, flops_per_pair=flops_per_pair, kv_bytes_per_token=kv_bytes_per_token,
+            peak_flops=self.bf16_flops, efficiency=c.attn_efficiency, hbm_bps=self.hbm,
+            kv_bw_efficiency=self.kv_eff)
+        t_pre = prefill_attention_seconds(
+            prefill_pairs, prefill_tokens, prefill_kv_tokens, flops_per_pair=flops_per_pair,
+            kv_bytes_per_token=kv_bytes_per_token, peak_flops=self.bf16_flops,
+            efficiency=c.attn_efficiency, kv_half=c.attn_kv_half, hbm_bps=self.hbm,
+            kv_bw_efficiency=self.kv_eff)
+        return t_dec + t_pre
+
     def _attention(self, f: StepFeatures) -> Num:
         """Attention seconds of ``f``: one kernel per layer for the whole mixed batch.
 
@@ -446,30 +463,14 @@ class RooflineStepTime:
         min(Σ (context + 1), decodes × window) — exact whenever every decode's context has reached
         the window (or none has), which is every decode of a prompt longer than the window."""
         c = self.cal
-        t_dec = decode_attention_seconds(
-            f.decode_pairs, flops_per_pair=self.attn_flops_per_pair,
-            kv_bytes_per_token=self.attn_kv_bytes_per_token, peak_flops=self.bf16_flops,
-            efficiency=c.attn_efficiency, hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
-        t_pre = prefill_attention_seconds(
-            f.prefill_pairs, f.prefill_tokens, f.prefill_kv_tokens,
-            flops_per_pair=self.attn_flops_per_pair,
-            kv_bytes_per_token=self.attn_kv_bytes_per_token, peak_flops=self.bf16_flops,
-            efficiency=c.attn_efficiency, kv_half=c.attn_kv_half, hbm_bps=self.hbm,
-            kv_bw_efficiency=self.kv_eff)
-        att = t_dec + t_pre
+        att = self._attention_layers(f.decode_pairs, f.prefill_pairs, f.prefill_tokens,
+                                     f.prefill_kv_tokens, self.attn_flops_per_pair,
+                                     self.attn_kv_bytes_per_token)
         if self.window:
-            w_dec = decode_attention_seconds(
-                _min(f.decode_pairs, f.num_decodes * float(self.window)),
-                flops_per_pair=self.win_flops_per_pair,
-                kv_bytes_per_token=self.win_kv_bytes_per_token, peak_flops=self.bf16_flops,
-                efficiency=c.attn_efficiency, hbm_bps=self.hbm, kv_bw_efficiency=self.kv_eff)
-            w_pre = prefill_attention_seconds(
-                f.window_prefill_pairs, f.prefill_tokens, f.window_prefill_kv_tokens,
-                flops_per_pair=self.win_flops_per_pair,
-                kv_bytes_per_token=self.win_kv_bytes_per_token, peak_flops=self.bf16_flops,
-                efficiency=c.attn_efficiency, kv_half=c.attn_kv_half, hbm_bps=self.hbm,
-                kv_bw_efficiency=self.kv_eff)
-            att = att + (w_dec + w_pre)
+            att = att + self._attention_layers(
+                _min(f.decode_pairs, f.num_decodes * float(self.window)), f.window_prefill_pairs,
+                f.prefill_tokens, f.window_prefill_kv_tokens, self.win_flops_per_pair,
+                self.win_kv_bytes_per_token)
         return att + f.steps * self.num_layers * (
             c.attn_latency_us + c.attn_per_seq_us * f.num_seqs) * US
 
