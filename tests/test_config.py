@@ -90,3 +90,8 @@ def test_cli_run_writes_outputs(tmp_path: Path):
     df = pd.read_parquet(out / "requests.parquet")
     assert len(df) == 100 and set(df["replica"]) == {0, 1}
     assert (out / "timeseries.parquet").is_file() and (out / "steps.parquet").is_file()
+
+
+def test_bad_closed_loop_ramp_is_one_line_naming_the_field():
+    with pytest.raises(ConfigError, match=r"workload.arrival.ramp_up_s: .*greater than or equal to 0"):
+        load_scenario(None, ["workload.arrival={kind: closed_loop, concurrency: 4, ramp_up_s: -1}"])

@@ -8,8 +8,11 @@ counts, and that GPU prices and spec figures carry their sources.
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from simulator.errors import ConfigError, load_yaml_model
 from simulator.profiles import (
+    Calibration,
     GpuProfile,
     ModelProfile,
     list_gpus,
@@ -166,3 +169,25 @@ def test_gpu_usable_memory_close_to_datasheet(gpu: GpuProfile) -> None:
     # Runtime totals sit a little under the datasheet number (reserved/ECC memory; the "80 GB" of an
     # H100 is 80 GiB of HBM less firmware reservations, so GB-vs-GiB conversion does not apply).
     assert 0.9 * gpu.memory_gb < gpu.usable_memory_gib < gpu.memory_gb
+
+
+def test_sliding_window_layers_are_checked_against_the_architecture(tmp_path) -> None:
+    base = load_model("gpt-oss-120b").model_dump(mode="json")
+    for bad, msg in ((dict(sliding_window_layers=37), "exceeds num_layers"),
+                     (dict(sliding_window=None), "needs sliding_window")):
+        p = tmp_path / "m.yaml"
+        p.write_text(yaml.safe_dump({**base, **bad}))
+        with pytest.raises(ConfigError, match=msg) as e:
+            load_yaml_model(p, ModelProfile)
+        assert "\n" not in str(e.value)
+
+
+def test_calibration_group_size_tables_reject_tp1_and_out_of_range_efficiency(tmp_path) -> None:
+    for bad, field in (("allreduce_bw_efficiency_by_tp: {1: 0.5}", "allreduce_bw_efficiency_by_tp"),
+                       ("allreduce_bw_efficiency_by_tp: {8: 1.5}", "allreduce_bw_efficiency_by_tp"),
+                       ("allreduce_latency_us_by_tp: {2: -1}", "allreduce_latency_us_by_tp")):
+        p = tmp_path / "c.yaml"
+        p.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=rf"c.yaml:1: {field}") as e:
+            load_yaml_model(p, Calibration)
+        assert "\n" not in str(e.value)
