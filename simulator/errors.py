@@ -108,8 +108,13 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read file ({e.strerror})") from None
     try:
-        node = yaml.compose(text, Loader=SAFE_LOADER)
-        data = safe_load(text)
+        # One parse: the node tree (for line numbers in errors) and the data built from it.
+        loader = SAFE_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
