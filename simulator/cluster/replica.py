@@ -18,10 +18,12 @@ vLLM's scheduler gives each of them exactly that as long as the token budget and
 suffice. Such a request becomes *lazy*: its computed and output counters and its streamed tokens are
 not touched step by step but derived from the replica's fast-path step counter and the list of step
 end times, and applied when it finishes, is aborted, or someone reads per-request state
-(:meth:`Replica.sync`). What can still change per step is done per step, in the scheduler's order:
-a lazy request's block allocation at each block boundary and the hashing of each block it fills
-(from a heap keyed by step), the requests that are not lazy (prefill chunks, new admissions, which go
-through the scheduler's own code), and the step row. A step is only taken this way when it provably
+(:meth:`Replica.sync`). What can still change per step is done per step: the blocks lazy requests
+take at their block boundaries (a lazy request's blocks are anonymous, see
+:mod:`simulator.engine.kv_cache`, so only their number matters: a request that reaches a new block
+every ``block_size`` steps is counted in ``_phase`` at its step residue, and a step takes
+``_phase[g mod block_size]`` blocks at once), the requests that are not lazy (prefill chunks, new
+admissions, which go through the scheduler's own code), and the step row. A step is only taken this way when it provably
 schedules every running request in full (the token budget covers them all and the free blocks cover
 every allocation, so no preemption); otherwise every lazy request is applied and the step goes
 through :meth:`Scheduler.schedule` as usual. The step time comes from the step's totals
@@ -66,8 +68,6 @@ def _no_token(req: Request, now: float) -> None:
     """A prefill replica's sampled token is discarded by the P/D proxy (see module docstring)."""
 
 
-_ALLOC, _HASH = 0, 1
-"""Kinds of block action of a lazy request (allocation first when both fall in one step)."""
 _RUNNING = RequestStatus.RUNNING
 _NEVER = 1 << 62
 """A fast-path step index no run reaches."""
@@ -352,8 +352,8 @@ class Replica:
         self._lazy: set[Request] = set()
         self._lazy_ctx = 0
         """Summed context (computed tokens) of the lazy requests."""
-        self._due: list[tuple[int, int, int, int, Request]] = []
-        """Heap of block actions (step, run_seq, kind, lazy_g0, request)."""
+        self._phase = [0] * self.kv.block_size
+        """Lazy requests that take a new block in fast-path step g, at index g mod block size."""
         self._fin: list[tuple[int, int, int, Request]] = []
         """Heap of last steps (step, run_seq, lazy_g0, request)."""
         self._eager: list[Request] = []
@@ -379,30 +379,19 @@ class Replica:
             return False
         kv = self.kv
         bs = kv.block_size
-        rid = req.request_id
-        ja = len(kv.req_blocks[rid]) * bs - c  # steps until its next block
-        if ja < 0:
-            return False
-        if kv.enable_caching:
-            jh = (kv.num_cached_blocks[rid] + 1) * bs - c - 1  # steps until its next full block
-            if jh < 0:
-                return False
-        else:
-            jh = -1
+        ja = kv.held[req.request_id] * bs - c  # steps until its next block
+        if not 0 <= ja < bs or len(req.prefix_hashes) > c // bs:
+            return False  # not one new block every block_size steps, or shared blocks to hash
         left = min(req.max_tokens - out, self.scheduler.config.max_model_len - n_tok)
         fin = g + left - 1
-        seq = req.run_seq
         req.lazy_g0, req.lazy_c0, req.lazy_out0, req.lazy_fin = g, c, out, fin
+        # NOTE: its blocks are anonymous (kv_cache module docstring): only how many it takes in
+        # each step matters — one in every step ≡ g + ja (mod block size) until it finishes.
         if g + ja <= fin:
-            heapq.heappush(self._due, (g + ja, seq, _ALLOC, g, req))
-        # NOTE: the blocks a never-preempted request fills while decoding carry hashes unique to it
-        # (Request.block_hash) that no one can look up while it runs and no eviction can touch
-        # while it holds them, so hashing them when it is applied (before its blocks are freed)
-        # leaves the cache exactly as hashing them step by step. A resumed request may meet its
-        # own old blocks in the cache: its blocks are hashed step by step.
-        if jh >= 0 and g + jh <= fin and (req.num_preemptions or req.prefix_hashes):
-            heapq.heappush(self._due, (g + jh, seq, _HASH, g, req))
-        heapq.heappush(self._fin, (fin, seq, g, req))
+            p = (g + ja) % bs
+            self._phase[p] += 1
+            req.lazy_phase = p
+        heapq.heappush(self._fin, (fin, req.run_seq, g, req))
         self._lazy.add(req)
         self._lazy_ctx += c
         return True
@@ -420,9 +409,10 @@ class Replica:
         # NOTE: in the middle of a step that scheduled it, its token is being computed.
         done = c + 1 if step is not None and step.lazy else c
         req.num_computed_tokens = done
-        kv = self.kv
-        if kv.enable_caching and not (req.num_preemptions or req.prefix_hashes):
-            kv.cache_full_blocks(req, done)  # the hashing deferred by _join()
+        self.kv.settle(req, done)
+        if req.lazy_phase >= 0:
+            self._phase[req.lazy_phase] -= 1
+            req.lazy_phase = -1
         req.lazy_g0 = -1
         self._lazy.discard(req)
         self._lazy_ctx -= c
@@ -444,22 +434,10 @@ class Replica:
         if step is not None and step.lazy:
             step.entries = full
             step.lazy = False
-        self._due.clear()
         self._fin.clear()
         self._ends.clear()
         self._g0 = self._g
         self._eager = list(self.scheduler.running)
-
-    def _act(self, e: tuple[int, int, int, int, Request]) -> None:
-        g, _seq, kind, g0, req = e
-        kv = self.kv
-        if kind == _ALLOC:
-            kv.append_block(req)
-        else:
-            kv.cache_full_blocks(req, req.lazy_c0 + (g - g0) + 1)
-        nxt = g + kv.block_size
-        if nxt <= req.lazy_fin:
-            heapq.heappush(self._due, (nxt, e[1], kind, g0, req))
 
     def _join_eager(self, g: int) -> list[Request]:
         """Make the running requests that became plain decodes lazy from step ``g``; the rest
@@ -470,20 +448,6 @@ class Replica:
                 eager.append(req)
         self._eager = eager
         return eager
-
-    def _due_acts(self, g: int) -> tuple[list[tuple[int, int, int, int, Request]], int]:
-        """Pop the block actions due by step ``g`` that are still current, in order, and count
-        their allocations."""
-        due = self._due
-        acts: list[tuple[int, int, int, int, Request]] = []
-        blocks = 0
-        while due and due[0][0] <= g:
-            e = heapq.heappop(due)
-            if e[4].lazy_g0 == e[3]:
-                acts.append(e)
-                if e[2] == _ALLOC:
-                    blocks += 1
-        return acts, blocks
 
     def _fast_schedule(self) -> _Step | None:
         """Schedule the next step on the fast path, or None when it could preempt or run out of
@@ -498,7 +462,7 @@ class Replica:
         max_len = cfg.max_model_len
         kv_max = kv.max_model_len
         bs = kv.block_size
-        req_blocks = kv.req_blocks
+        held = kv.held
         demand = n_lazy
         blocks = 0
         ns: list[int] = []
@@ -515,35 +479,26 @@ class Replica:
                 need = c + n
                 if kv_max is not None and need > kv_max:
                     need = kv_max
-                have = req_blocks.get(req.request_id)
-                more = -(-need // bs) - (len(have) if have is not None else 0)
+                more = -(-need // bs) - held.get(req.request_id, 0)
                 if more > 0:
                     blocks += more
         budget = cfg.max_num_batched_tokens
         if demand > budget or demand == 0:
             return None
-        acts, alloc = self._due_acts(g)
-        blocks += alloc
-        if blocks > len(kv.free):
-            return None  # an allocation would fail: the ordinary path preempts (sync clears acts)
-        # Block actions and eager allocations, in RUNNING order (as schedule() makes them).
+        alloc = self._phase[g % bs]
+        if blocks + alloc > kv.num_free:
+            return None  # an allocation would fail: the ordinary path preempts
+        # The lazy requests' new blocks, then the eager allocations (the blocks are anonymous:
+        # only the number taken off the free queue before the admissions below matters).
+        if alloc:
+            kv.take(alloc)
         entries: list[tuple[Request, int, int]] = []
-        i = 0
-        n_acts = len(acts)
-        act = self._act
         for req, n in zip(eager, ns, strict=True):
             if n <= 0:
                 continue
-            seq = req.run_seq
-            while i < n_acts and acts[i][1] < seq:
-                act(acts[i])
-                i += 1
             if kv.allocate_slots(req, n) is None:  # pragma: no cover - counted above
                 raise RuntimeError(f"replica {self.id}: fast-path block accounting is off")
             entries.append((req, n, req.num_computed_tokens))
-        while i < n_acts:
-            act(acts[i])
-            i += 1
         plan = StepPlan()
         if demand < budget and len(sched.waiting):
             sched.admit_waiting(plan, budget - demand)
@@ -655,11 +610,10 @@ class Replica:
         if eager or not n or n > sched.config.max_num_batched_tokens:
             return start, None
         kv = self.kv
-        free = kv.free
-        due = self._due
+        phase = self._phase
+        bs = kv.block_size
         fin = self._fin
         ends = self._ends
-        act = self._act
         fn = self._decode_fn
         if fn is not None:
             seconds = self._decode_fns.get(n)
@@ -681,21 +635,16 @@ class Replica:
         busy = self.busy_time
         g0 = g
         stop = fin[0][0] if fin else _NEVER  # the step that finishes a request (fin is fixed here)
-        next_act = due[0][0] if due else _NEVER
         step: _Step | None = None
         while g < stop:
             dt = seconds(ctx)
             end = start + dt
             ahead = end < peek
-            if next_act <= g:
-                acts, blocks = self._due_acts(g)
-                if blocks > len(free):
-                    for e in acts:
-                        heapq.heappush(due, e)
-                    break
-                for e in acts:
-                    act(e)
-                next_act = due[0][0] if due else _NEVER
+            blocks = phase[g % bs]
+            if blocks:
+                if blocks > kv.num_free:
+                    break  # the ordinary path preempts
+                kv.take(blocks)
                 usage = kv.usage
             if not ahead:
                 # This step reaches the next event: it is the one the caller yields.

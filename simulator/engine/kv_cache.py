@@ -12,6 +12,25 @@ What this models (``vllm/v1/core/block_pool.py``, ``kv_cache_manager.py``):
 Usage accounting matches vLLM's ``kv_cache_usage_perc``: 1 − free blocks / total blocks, where cached
 blocks with no reference count as free. Leaves out: sliding-window and hybrid (Mamba) KV groups,
 KV offloading to CPU, the null block.
+
+Representation (what is kept is what can be observed). A block is only worth an identity while it
+carries a hash someone could look up. A request's own blocks (past the prefix it shares with other
+requests, :class:`~simulator.engine.request.Request`) have hashes unique to it: while it holds them
+no one else can look them up, and once it has finished no one ever will. So they are hashed only
+when the request is *preempted* (:meth:`preempt_request`: it will look its own blocks up when it
+resumes), exactly the full blocks vLLM would have hashed by then. Blocks with no hash are
+interchangeable: a request holds its *labelled* blocks (hashed: shared prefix blocks, prefix-cache
+hits, the blocks of a preempted request) as a leading run of ids, then a number of anonymous ones;
+the free queue keeps labelled blocks by id and runs of anonymous blocks as counts, in eviction
+order. Allocations, hits, evictions and usage are those of a pool of numbered blocks (the
+differential test in ``tests/engine/test_kv_cache.py`` checks it against one), while a request's
+prompt costs O(1) to allocate and free instead of O(blocks). Labels are not block numbers: an
+evicted block becomes anonymous and a block that gets a hash gets a fresh label.
+
+One deliberate difference from a numbered pool that keeps the first block under a hash: when the
+same hash is written twice (a resumed request recomputing a block whose old copy is still cached),
+the later copy is registered once the first is evicted, as vLLM (which keeps every duplicate) would
+find it.
 """
 
 from __future__ import annotations
@@ -32,13 +51,23 @@ class KVCacheManager:
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.max_model_len = max_model_len
-        self.ref_cnt = [0] * num_blocks
-        self.block_hash: list[int | None] = [None] * num_blocks
-        # Free queue in eviction order: head = least recently freed. Values unused.
-        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
-        self.cached: dict[int, int] = {}  # block hash -> block id
-        self.req_blocks: dict[int, list[int]] = {}
-        self.num_cached_blocks: dict[int, int] = {}  # request id -> full blocks hashed so far
+        self.num_free = num_blocks
+        """Free blocks: anonymous ones and cached blocks no request holds."""
+        self.free: OrderedDict[int, int] = OrderedDict({-1: num_blocks})
+        """Free queue in eviction order (head = least recently freed): a key ≥ 0 is a labelled
+        block (value 0), a key < 0 a run of ``value`` anonymous blocks."""
+        self._run_key = -2
+        self._label = 0
+        self.ref_cnt: dict[int, int] = {}
+        """Labelled block → requests holding it (0: it is in the free queue)."""
+        self.block_hash: dict[int, int] = {}
+        """Labelled block → its hash (absent after :meth:`reset_prefix_cache`)."""
+        self.cached: dict[int, int] = {}
+        """Block hash → the labelled block registered under it."""
+        self.held: dict[int, int] = {}
+        """Request id → blocks it holds (labelled and anonymous)."""
+        self.labelled: dict[int, list[int]] = {}
+        """Request id → its leading labelled blocks, in order (absent: none)."""
         # Prefix-cache statistics (vLLM's prefix_cache_queries / hits, in tokens).
         self.queries = 0
         self.hits = 0
@@ -46,15 +75,22 @@ class KVCacheManager:
     # ---- queries ---------------------------------------------------------------------------
     @property
     def num_free_blocks(self) -> int:
-        return len(self.free)
+        return self.num_free
 
     @property
     def usage(self) -> float:
         """vLLM's ``kv_cache_usage_perc`` as a fraction."""
-        return 1.0 - len(self.free) / self.num_blocks
+        return 1.0 - self.num_free / self.num_blocks
+
+    def num_held(self, request: Request) -> int:
+        """Blocks the request holds."""
+        return self.held.get(request.request_id, 0)
 
     def blocks_of(self, request: Request) -> list[int]:
-        return self.req_blocks.get(request.request_id, [])
+        """The request's block table: labels of its labelled blocks, then −1 per anonymous one."""
+        rid = request.request_id
+        lab = self.labelled.get(rid, [])
+        return lab + [-1] * (self.held.get(rid, 0) - len(lab))
 
     def get_computed_blocks(self, request: Request) -> tuple[list[int], int]:
         """Longest cached run of the request's leading full blocks, as (blocks, tokens).
@@ -66,11 +102,13 @@ class KVCacheManager:
             return [], 0
         max_hit_blocks = (request.num_tokens - 1) // self.block_size
         hit: list[int] = []
-        for i in range(max_hit_blocks):
-            blk = self.cached.get(request.block_hash(i))
-            if blk is None:
-                break
-            hit.append(blk)
+        cached = self.cached
+        if cached:
+            for i in range(max_hit_blocks):
+                blk = cached.get(request.block_hash(i))
+                if blk is None:
+                    break
+                hit.append(blk)
         self.queries += request.num_tokens
         self.hits += len(hit) * self.block_size
         return hit, len(hit) * self.block_size
@@ -78,133 +116,191 @@ class KVCacheManager:
     # ---- allocation --------------------------------------------------------------------------
     def allocate_slots(self, request: Request, num_new_tokens: int,
                        num_new_computed_tokens: int = 0,
-                       new_computed_blocks: list[int] | None = None) -> list[int] | None:
-        """Reserve blocks for ``num_new_tokens`` more tokens of ``request``; None if they don't fit.
+                       new_computed_blocks: list[int] | None = None) -> int | None:
+        """Reserve blocks for ``num_new_tokens`` more tokens of ``request``; None if they don't
+        fit, else the number of blocks taken from the free queue.
 
         ``new_computed_blocks`` are prefix-cache hits found by :meth:`get_computed_blocks`; they are
         touched (ref count +1, removed from the free queue) only if the allocation succeeds.
         """
         rid = request.request_id
-        blocks = self.req_blocks.get(rid)
-        num_computed = request.num_computed_tokens + num_new_computed_tokens
-        need_tokens = num_computed + num_new_tokens
+        have = self.held.get(rid, 0)
+        need_tokens = request.num_computed_tokens + num_new_computed_tokens + num_new_tokens
         if self.max_model_len is not None and need_tokens > self.max_model_len:
             need_tokens = self.max_model_len
         bs = self.block_size
-        if blocks is not None and not new_computed_blocks and need_tokens <= len(blocks) * bs:
-            # NOTE: the common decode step — the tokens fit the blocks held: nothing to allocate,
-            # only blocks that fill up to hash (the general path below does the same).
-            if self.enable_caching:
-                n = request.prompt_len + request.num_output_tokens
-                if (need_tokens if need_tokens < n else n) // bs > self.num_cached_blocks[rid]:
-                    self._cache_full_blocks(request, min(need_tokens, n))
-            return []
-        computed_blocks = new_computed_blocks or []
-        have = len(blocks) if blocks is not None else 0
-        num_to_allocate = -(-need_tokens // bs) - have - len(computed_blocks)
-        # Cached-but-free hit blocks leave the free queue when touched: they count against it.
-        evictable_hits = sum(1 for b in computed_blocks if self.ref_cnt[b] == 0)
-        if num_to_allocate > len(self.free) - evictable_hits:
-            return None
+        num_tokens = request.prompt_len + request.num_output_tokens
+        upto = need_tokens if need_tokens < num_tokens else num_tokens
+        if not new_computed_blocks:
+            num_to_allocate = -(-need_tokens // bs) - have
+            if num_to_allocate > 0:
+                if num_to_allocate > self.num_free:
+                    return None
+                self._take(num_to_allocate)
+                self.held[rid] = have + num_to_allocate
+            else:
+                num_to_allocate = 0
+                if not have:
+                    self.held[rid] = 0
+        else:
+            # Cached-but-free hit blocks leave the free queue when touched: they count against it.
+            ref_cnt = self.ref_cnt
+            evictable = sum(1 for b in new_computed_blocks if not ref_cnt[b])
+            num_to_allocate = -(-need_tokens // bs) - have - len(new_computed_blocks)
+            if num_to_allocate > self.num_free - evictable:
+                return None
+            assert not have, "prefix-cache hits for a request that already holds blocks"
+            free = self.free
+            lab = self.labelled.setdefault(rid, [])
+            for b in new_computed_blocks:
+                if not ref_cnt[b]:
+                    del free[b]
+                    self.num_free -= 1
+                ref_cnt[b] += 1
+                lab.append(b)
+            if num_to_allocate > 0:
+                self._take(num_to_allocate)
+            else:
+                num_to_allocate = 0
+            self.held[rid] = len(new_computed_blocks) + num_to_allocate
+        request.kv_upto = upto
+        if self.enable_caching and request.prefix_hashes:
+            self._hash_blocks(request, min(upto // bs, len(request.prefix_hashes)))
+        return num_to_allocate
 
-        if blocks is None:
-            blocks = self.req_blocks[rid] = []
-            self.num_cached_blocks[rid] = 0
-        for b in computed_blocks:
-            if self.ref_cnt[b] == 0:
-                del self.free[b]
-            self.ref_cnt[b] += 1
-            blocks.append(b)
-        new: list[int] = []
-        if num_to_allocate > 0:
-            self._take_blocks(num_to_allocate, new)
-        blocks.extend(new)
-        if self.enable_caching:
-            self._cache_full_blocks(request, min(need_tokens, request.num_tokens))
-        return new
+    def take(self, n: int) -> None:
+        """Take ``n`` blocks off the head of the free queue for running requests that will be
+        settled later (:meth:`settle`); the caller has checked that ``n`` blocks are free (the
+        decode fast path of :class:`simulator.cluster.replica.Replica`)."""
+        self._take(n)
 
-    def append_block(self, request: Request) -> None:
-        """One more block for a running request whose next token crosses a block boundary — what
-        :meth:`allocate_slots` does for a one-token step then; the caller has checked that a block
-        is free (the decode fast path of :class:`simulator.cluster.replica.Replica`)."""
-        self._take_blocks(1, self.req_blocks[request.request_id])
-
-    def _take_blocks(self, n: int, into: list[int]) -> None:
-        """Append the ``n`` least recently freed blocks to ``into``, each evicted from the prefix
-        cache if it held a hash, with one reference."""
-        free = self.free
-        block_hash = self.block_hash
-        cached = self.cached
-        ref_cnt = self.ref_cnt
-        for _ in range(n):
-            b = free.popitem(last=False)[0]
-            h = block_hash[b]
-            if h is not None:  # evict: the block is being reused
-                if cached.get(h) == b:
-                    del cached[h]
-                block_hash[b] = None
-            ref_cnt[b] = 1
-            into.append(b)
-
-    def cache_full_blocks(self, request: Request, num_tokens: int) -> None:
-        """Hash the request's blocks that are full once ``num_tokens`` are computed (what
-        :meth:`allocate_slots` does after reserving; public for the decode fast path)."""
-        self._cache_full_blocks(request, num_tokens)
-
-    def _cache_full_blocks(self, request: Request, num_tokens: int) -> None:
-        """Hash the request's blocks that will be full once ``num_tokens`` are computed."""
+    def settle(self, request: Request, num_computed: int) -> None:
+        """A running plain decode whose blocks were taken by :meth:`take`, one per block boundary,
+        has ``num_computed`` tokens computed (or being computed): it holds the blocks those need,
+        and vLLM would have hashed its blocks full by then."""
         rid = request.request_id
-        start = self.num_cached_blocks[rid]
-        end = num_tokens // self.block_size
+        need = -(-num_computed // self.block_size)
+        if need > self.held[rid]:
+            self.held[rid] = need
+        request.kv_upto = num_computed
+
+    def _take(self, n: int) -> None:
+        """Take ``n`` blocks off the head of the free queue; a cached block is evicted (its hash
+        dropped) and, like every taken block, becomes anonymous."""
+        self.num_free -= n
+        free = self.free
+        while n:
+            key = next(iter(free))
+            if key < 0:
+                c = free[key]
+                if c > n:
+                    free[key] = c - n
+                    return
+                del free[key]
+                n -= c
+            else:
+                del free[key]
+                h = self.block_hash.pop(key, None)
+                if h is not None and self.cached.get(h) == key:
+                    del self.cached[h]
+                del self.ref_cnt[key]
+                n -= 1
+
+    def _hash_blocks(self, request: Request, end: int) -> None:
+        """Give the request's blocks before index ``end`` their hashes (anonymous ones become
+        labelled, in order); the first block registered under a hash keeps it."""
+        rid = request.request_id
+        lab = self.labelled.get(rid)
+        start = len(lab) if lab is not None else 0
         if end <= start:
             return
-        blocks = self.req_blocks[rid]
+        if lab is None:
+            lab = self.labelled[rid] = []
+        label = self._label
+        ref_cnt = self.ref_cnt
         block_hash = self.block_hash
         cached = self.cached
-        shared = len(request.prefix_hashes)
         for i in range(start, end):
-            b = blocks[i]
-            if block_hash[b] is None:
-                # Request.block_hash, inlined past the shared prefix (the hot case).
-                h = request.prefix_hashes[i] if i < shared else -((rid << 24) | i) - 1
-                block_hash[b] = h
-                # NOTE: vLLM keeps every duplicate under the hash; we keep the first writer
-                # (a duplicate computed concurrently is never looked up while the first lives).
-                cached.setdefault(h, b)
-        self.num_cached_blocks[rid] = end
+            h = request.block_hash(i)
+            lab.append(label)
+            ref_cnt[label] = 1
+            block_hash[label] = h
+            cached.setdefault(h, label)
+            label += 1
+        self._label = label
+
+    def _free_anonymous(self, n: int) -> None:
+        """Append ``n`` anonymous blocks to the tail of the free queue."""
+        self.num_free += n
+        free = self.free
+        if free:
+            tail = next(reversed(free))
+            if tail < 0:
+                free[tail] += n
+                return
+        free[self._run_key] = n
+        self._run_key -= 1
 
     def free_request(self, request: Request) -> None:
         """Release the request's blocks, tail first, keeping their hashes for future hits."""
         rid = request.request_id
-        blocks = self.req_blocks.pop(rid, None)
-        self.num_cached_blocks.pop(rid, None)
-        if not blocks:
+        n = self.held.pop(rid, 0)
+        lab = self.labelled.pop(rid, None)
+        if lab is None:
+            if n:
+                self._free_anonymous(n)
             return
+        if n > len(lab):
+            self._free_anonymous(n - len(lab))
         ref_cnt = self.ref_cnt
         free = self.free
-        for b in reversed(blocks):
-            n = ref_cnt[b] - 1
-            ref_cnt[b] = n
-            if n == 0:
-                free[b] = None  # tail of the free queue: evicted last
+        for b in reversed(lab):
+            r = ref_cnt[b] - 1
+            ref_cnt[b] = r
+            if not r:
+                free[b] = 0  # tail of the free queue: evicted last
+                self.num_free += 1
+
+    def preempt_request(self, request: Request) -> None:
+        """Release a preempted request's blocks: first hash its full blocks (those vLLM hashed as
+        they filled; it may hit them when it resumes), then free them as :meth:`free_request`."""
+        if self.enable_caching and request.request_id in self.held:
+            self._hash_blocks(request, min(request.kv_upto // self.block_size,
+                                           self.held[request.request_id]))
+        self.free_request(request)
 
     def reset_prefix_cache(self) -> None:
         """Drop all cached hashes (vLLM's ``reset_prefix_cache``)."""
         for h, b in list(self.cached.items()):
             if self.ref_cnt[b] == 0:
-                self.block_hash[b] = None
+                del self.block_hash[b]
                 del self.cached[h]
 
     def check_invariants(self) -> None:
         """Raise AssertionError if the pool is inconsistent (tests call this every step)."""
-        held: dict[int, int] = {}
-        for blocks in self.req_blocks.values():
-            for b in blocks:
-                held[b] = held.get(b, 0) + 1
-        for b in range(self.num_blocks):
-            assert self.ref_cnt[b] == held.get(b, 0), f"block {b} ref {self.ref_cnt[b]}"
-            assert self.ref_cnt[b] >= 0
-            assert (b in self.free) == (self.ref_cnt[b] == 0), f"block {b} free-queue mismatch"
+        refs: dict[int, int] = {}
+        anonymous = 0
+        for rid, n in self.held.items():
+            lab = self.labelled.get(rid, [])
+            assert n >= len(lab), f"request {rid} holds {n} blocks, {len(lab)} labelled"
+            anonymous += n - len(lab)
+            for b in lab:
+                refs[b] = refs.get(b, 0) + 1
+        assert set(self.labelled) <= set(self.held)
+        free_labels = 0
+        free_anonymous = 0
+        for key, val in self.free.items():
+            if key < 0:
+                assert val > 0, f"empty run {key} in the free queue"
+                free_anonymous += val
+            else:
+                assert self.ref_cnt[key] == 0, f"block {key} in the free queue is held"
+                free_labels += 1
+        for b, r in self.ref_cnt.items():
+            assert r == refs.get(b, 0), f"block {b} ref {r}, held {refs.get(b, 0)} times"
+            assert r > 0 or b in self.free, f"block {b} is neither held nor free"
+        assert self.num_free == free_labels + free_anonymous
+        assert self.num_free + len(refs) + anonymous == self.num_blocks, "blocks not conserved"
         for h, b in self.cached.items():
             assert self.block_hash[b] == h
-        assert 0 <= len(self.free) <= self.num_blocks
+        assert 0 <= self.num_free <= self.num_blocks

@@ -67,6 +67,11 @@ class Request:
     """Output tokens then."""
     lazy_fin: int = 0
     """Fast-path step in which it produces its last token."""
+    lazy_phase: int = -1
+    """Fast-path steps ≡ this (mod block size) give it a new block (-1: none before it ends)."""
+    kv_upto: int = 0
+    """Tokens whose full blocks vLLM has hashed by now (the KV cache hashes a request's own
+    blocks only if it is preempted: simulator.engine.kv_cache)."""
 
     @property
     def num_tokens(self) -> int:

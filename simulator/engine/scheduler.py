@@ -187,7 +187,7 @@ class Scheduler:
 
     # ---- one step ------------------------------------------------------------------------------
     def _preempt(self, request: Request) -> None:
-        self.kv.free_request(request)
+        self.kv.preempt_request(request)
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
         request.num_preemptions += 1
