@@ -23,10 +23,12 @@ take at their block boundaries (a lazy request's blocks are anonymous, see
 :mod:`simulator.engine.kv_cache`, so only their number matters: a request that reaches a new block
 every ``block_size`` steps is counted in ``_phase`` at its step residue, and a step takes
 ``_phase[g mod block_size]`` blocks at once), the requests that are not lazy (prefill chunks, new
-admissions, which go through the scheduler's own code), and the step row. A step is only taken this way when it provably
-schedules every running request in full (the token budget covers them all and the free blocks cover
-every allocation, so no preemption); otherwise every lazy request is applied and the step goes
-through :meth:`Scheduler.schedule` as usual. The step time comes from the step's totals
+admissions, which go through the scheduler's own code), and the step row. A step is only taken
+this way when it provably schedules every running request in full (the token budget covers them
+all and the free blocks cover every allocation, so no preemption); otherwise every lazy request is
+applied and the step goes through :meth:`Scheduler.schedule` as usual. A lazy request's largest
+gap between tokens comes from a monotonic stack of step gaps (``_gap``), so applying it costs
+O(log steps), not O(steps). The step time comes from the step's totals
 (``predict_totals``, the same number as ``predict``), the clock advances by the same timeouts, and
 the gauges observers read (running and waiting counts, KV-cache usage) are exact at all times.
 
@@ -50,6 +52,7 @@ blocks when its request finishes rather than when the decode side has pulled the
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
@@ -71,6 +74,8 @@ def _no_token(req: Request, now: float) -> None:
 _RUNNING = RequestStatus.RUNNING
 _NEVER = 1 << 62
 """A fast-path step index no run reaches."""
+TRIM_ENDS = 4096
+"""Step end times kept before those no lazy request needs are dropped (:meth:`Replica._trim`)."""
 
 
 class _StepEnd(simpy.Timeout):
@@ -348,6 +353,11 @@ class Replica:
         """Fast-path steps whose tokens lazy requests have produced."""
         self._ends: list[float] = []
         """End time of fast-path step ``_g0 + k`` at index k."""
+        self._gap_step: list[int] = []
+        self._gap: list[float] = []
+        """The largest gaps between consecutive step ends: ``_gap[j]`` = end(``_gap_step[j]``) −
+        end(``_gap_step[j]`` − 1), steps increasing and gaps decreasing (a monotonic stack), so the
+        largest gap from any step to the latest is the first entry at or after it."""
         self._g0 = 0
         self._lazy: set[Request] = set()
         self._lazy_ctx = 0
@@ -402,7 +412,14 @@ class Replica:
         k = self._g - g0
         if k:
             i = g0 - self._g0
-            self.recorder.token_run([req], self._ends[i:i + k])
+            ends = self._ends
+            if self.recorder.record_itl:
+                self.recorder.token_run([req], ends[i:i + k])
+            else:
+                steps = self._gap_step
+                j = bisect_left(steps, g0 + 1)
+                self.recorder.token_span(req, ends[i], ends[i + k - 1],
+                                         self._gap[j] if j < len(steps) else -1.0)
         req.num_output_tokens = req.lazy_out0 + k
         c = req.lazy_c0 + k
         step = self._step
@@ -436,6 +453,8 @@ class Replica:
             step.lazy = False
         self._fin.clear()
         self._ends.clear()
+        self._gap_step.clear()
+        self._gap.clear()
         self._g0 = self._g
         self._eager = list(self.scheduler.running)
 
@@ -534,7 +553,16 @@ class Replica:
         self.num_steps += 1
         finished: list[Request] = []
         if step.lazy:
-            self._ends.append(now)
+            ends = self._ends
+            if ends:
+                gap = now - ends[-1]
+                gaps = self._gap
+                while gaps and gaps[-1] <= gap:
+                    gaps.pop()
+                    self._gap_step.pop()
+                gaps.append(gap)
+                self._gap_step.append(self._g)
+            ends.append(now)
             g = self._g
             self._g = g + 1
             self._lazy_ctx += len(self._lazy)
@@ -545,7 +573,7 @@ class Replica:
                 if req.lazy_g0 == e[2]:
                     self._apply(req)
                     finished.append(req)
-            if len(self._ends) > 4096:
+            if len(self._ends) > TRIM_ENDS:
                 self._trim()
         token = self._token
         max_len = sched.config.max_model_len
@@ -636,6 +664,9 @@ class Replica:
         g0 = g
         stop = fin[0][0] if fin else _NEVER  # the step that finishes a request (fin is fixed here)
         step: _Step | None = None
+        gaps = self._gap
+        gap_step = self._gap_step
+        prev = ends[-1] if ends else None
         while g < stop:
             dt = seconds(ctx)
             end = start + dt
@@ -652,7 +683,15 @@ class Replica:
                 self.fast_steps += 1
                 break
             busy += dt
+            if prev is not None:
+                gap = end - prev
+                while gaps and gaps[-1] <= gap:
+                    gaps.pop()
+                    gap_step.pop()
+                gaps.append(gap)
+                gap_step.append(g)
             ends.append(end)
+            prev = end
             g += 1
             ctx += n
             if rows:
@@ -668,7 +707,7 @@ class Replica:
             self.ahead_steps += k
             if not rows:
                 recorder.num_steps += k  # what record() counts
-            if len(ends) > 4096:
+            if len(ends) > TRIM_ENDS:
                 self._trim()
         return start, step
 
@@ -679,6 +718,9 @@ class Replica:
         if cut > 0:
             del self._ends[:cut]
             self._g0 = low
+            k = bisect_left(self._gap_step, low + 1)  # gaps no lazy request can ask for
+            del self._gap_step[:k]
+            del self._gap[:k]
 
     def is_idle(self) -> bool:
         return not self.scheduler.has_work()

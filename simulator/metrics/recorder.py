@@ -384,6 +384,19 @@ class Recorder:
                 values.extend(tail)
                 owners.extend(array("q", (req.request_id,)) * n)
 
+    def token_span(self, req: Request, first: float, last: float, gap_max: float) -> None:
+        """:meth:`token_run` for one request when per-token gaps are not kept: its tokens were
+        streamed from ``first`` to ``last`` with no gap between them above ``gap_max`` (−1: one
+        token)."""
+        gap = first - req.last_token_time
+        m = req.itl_max
+        if gap > m:
+            m = gap
+        if gap_max > m:
+            m = gap_max
+        req.itl_max = m
+        req.last_token_time = last
+
     def step(self, row: tuple) -> None:
         self.num_steps += 1
         if self.record_steps:

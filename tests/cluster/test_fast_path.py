@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from simulator.cluster import replica
 from simulator.config import load_scenario
 from simulator.run import Results, simulate
 
@@ -55,14 +56,15 @@ CASES = {
     # prefill/decode disaggregation: decode admission, KV transfers
     "disagg": _shipped("disagg-vs-agg", "workload.num_requests=250"),
     # light diurnal traffic under an HPA: long runs of decode steps between arrivals, run ahead
-    # of the clock across Prometheus scrapes, replicas added and drained
+    # of the clock across Prometheus scrapes, replicas added and drained; per-token gaps not kept
+    # (a lazy request's largest gap comes from the replica's stack of step gaps)
     "autoscaled-low-load": _small(
         workload={"arrival": {"kind": "diurnal", "rate": 6.0, "amplitude": 0.8,
                               "peak_hour": 0.02}, "num_requests": 700},
         autoscaling={"pools": {"default": {
             "min_replicas": 1, "max_replicas": 3, "sync_period_s": 5,
             "signals": [{"kind": "pods", "metric": "num_requests_running", "target": 6}]}}},
-        metrics={"record_steps": True, "sample_interval_s": 1.0}),
+        metrics={"record_steps": True, "record_itl": False, "sample_interval_s": 1.0}),
     # the same light traffic on one replica without step rows (runs ahead counting steps only)
     "low-load-no-step-rows": _small(workload={"arrival": {"kind": "poisson", "rate": 3},
                                               "num_requests": 150},
@@ -101,3 +103,16 @@ def test_itl_off_keeps_per_request_figures() -> None:
     # every gap is there, per request, in time order
     assert len(on.itl) == int((on.requests["output_tokens"] - 1).clip(lower=0).sum())
     assert on.itl["request_id"].is_monotonic_increasing
+
+
+def test_fast_path_changes_nothing_when_step_times_are_trimmed_often(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Step end times (and the stack of largest gaps) are trimmed every TRIM_ENDS steps; trim
+    # every 16 so that long-lived lazy requests span many trims, with and without per-token gaps.
+    monkeypatch.setattr(replica, "TRIM_ENDS", 16)
+    for itl in (True, False):
+        slow, fast = _both(_small(workload={"arrival": {"kind": "poisson", "rate": 4},
+                                            "num_requests": 120},
+                                  metrics={"record_itl": itl}))
+        pd.testing.assert_frame_equal(slow.requests, fast.requests, check_exact=True)
+        pd.testing.assert_frame_equal(slow.itl, fast.itl, check_exact=True)
