@@ -293,7 +293,8 @@ class MetricsPipeline:
         while rates and rates[0][0] < arr[0][0]:  # a pair with a forgotten end
             rates.popleft()
 
-    def _ttft_p90(self, pool: str) -> float | None:
+    def _ttft_p90(self, pool: str, wanted: bool) -> float | None:
+        """The pool's TTFT p90 over the window (None: no observation, or not ``wanted``)."""
         obs = self.fleet.ttft_obs or []
         t0 = self.env.now - self.window
         # Observations come in time order: drop those no window will reach again.
@@ -302,10 +303,14 @@ class MetricsPipeline:
             old += 1
         if old:
             del obs[:old]
+        if not wanted:
+            return None
         vals = [v for t, p, v in reversed(obs[-5000:]) if p == pool]
         return float(np.percentile(vals, 90)) if vals else None
 
-    def view(self, name: str, rs: ReplicaSet) -> PoolView:
+    def view(self, name: str, rs: ReplicaSet, ttft: bool = True) -> PoolView:
+        """What the pool's autoscaler reads now (``ttft``: with the TTFT p90, which only a
+        ``pods`` signal on ``time_to_first_token_p90_s`` reads)."""
         now = self.env.now
         t0 = now - self.window
         per: dict[str, list[float]] = {k: [] for k in (
@@ -322,9 +327,9 @@ class MetricsPipeline:
             if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
                 per["generation_tokens_per_s"].append(
                     (pts[-1][4] - pts[0][4]) / (pts[-1][0] - pts[0][0]))
-        ttft = self._ttft_p90(rs.pool.name)
+        p90 = self._ttft_p90(rs.pool.name, ttft)
         n_rep = len(per[names.NUM_REQUESTS_WAITING])
-        per["time_to_first_token_p90_s"] = [ttft] * n_rep if ttft is not None else []
+        per["time_to_first_token_p90_s"] = [p90] * n_rep if p90 is not None else []
         q = [v for t, v in self.queue[name] if t >= t0]
         return PoolView(now, rs.current, per, sum(q) / len(q) if q else 0.0, list(self.rates))
 
@@ -436,6 +441,9 @@ class PoolAutoscaler:
         self.policies: list[Pods | Queue | Schedule | Forecast] = [
             POLICIES[s.kind](s, cfg.tolerance) for s in cfg.signals]  # type: ignore[arg-type]
         self.queues = [p for p in self.policies if isinstance(p, Queue)]
+        self.reads_ttft = any(isinstance(s, PodsSignal) and s.metric == "time_to_first_token_p90_s"
+                              for s in cfg.signals)
+        """A signal reads the TTFT p90 (a percentile over thousands of requests per sync)."""
         self.hpa = HpaBehaviorState(cfg.behavior, max(cfg.min_replicas, 1), cfg.max_replicas)
         self.last_active = 0.0
         """KEDA: last time a queue signal was active (the cooldown counts from the start)."""
@@ -451,7 +459,7 @@ class PoolAutoscaler:
 
     def sync(self) -> None:
         now = self.env.now
-        v = self.pipeline.view(self.name, self.rs)
+        v = self.pipeline.view(self.name, self.rs, self.reads_ttft)
         cur = v.current
         if self.queues and any(q.active(v) for q in self.queues):
             self.last_active = now
