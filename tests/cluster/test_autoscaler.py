@@ -225,6 +225,30 @@ def test_autoscaler_acts_on_scraped_averaged_data(monkeypatch):
     assert _first_scale_up(stale) == 120
 
 
+def test_pods_signal_on_the_ttft_p90(monkeypatch):
+    # The same burst: requests queued behind 16 running ones see their TTFT grow; the pool's
+    # windowed TTFT p90 (from completed requests) crosses the target and the HPA scales up. A
+    # target no TTFT reaches never does.
+    items = [(float(t), _spec()) for t in range(0, 100, 10)]
+    items += [(101.0, _spec(400)) for _ in range(400)]
+
+    def run(target: float):
+        sc = scenario(
+            engine={"max_num_seqs": 16},
+            autoscaling={"scrape_interval_s": 1, "window_s": 30, "timeseries_interval_s": 1,
+                         "pools": {"default": {
+                             "max_replicas": 4, "sync_period_s": 5,
+                             "signals": [{"kind": "pods", "metric": "time_to_first_token_p90_s",
+                                          "target": target}]}}},
+            provisioning=FAST_START)
+        return simulate_traffic(monkeypatch, sc, traffic(items))
+
+    first = _first_scale_up(run(2.0))
+    assert 101 < first < 160
+    ts = run(1e4).extra["fleet_timeseries"]
+    assert (ts["desired"] <= 1).all()
+
+
 def test_schedule_and_forecast_policies():
     from simulator.cluster.autoscale_spec import ForecastSignal, ScheduleSignal
     from simulator.cluster.autoscaler import Forecast, PoolView, Schedule
