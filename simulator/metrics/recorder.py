@@ -370,19 +370,13 @@ class Recorder:
             gmax = max(map(sub, ends[1:], ends)) if n > 1 else -1.0
         values = self.itl_values
         owners = self.itl_owner
+        span = self.token_span
         for req in reqs:
-            gap = t0 - req.last_token_time
-            m = req.itl_max
-            if gap > m:
-                m = gap
-            if gmax > m:
-                m = gmax
-            req.itl_max = m
-            req.last_token_time = last
             if keep:
-                values.append(gap)
+                values.append(t0 - req.last_token_time)
                 values.extend(tail)
                 owners.extend(array("q", (req.request_id,)) * n)
+            span(req, t0, last, gmax)
 
     def token_span(self, req: Request, first: float, last: float, gap_max: float) -> None:
         """:meth:`token_run` for one request when per-token gaps are not kept: its tokens were

@@ -4,22 +4,9 @@ now keeps blocks with no hash anonymous and hashes a request's own blocks only w
 preempted; ``tests/engine/test_kv_cache.py`` drives both with the same operations and requires the
 same observable behaviour (allocations, hits, free blocks).
 
-The original docstring follows.
-
-Paged KV cache of one replica: vLLM v1's block pool and KV-cache manager, in plain Python.
-
-What this models (``vllm/v1/core/block_pool.py``, ``kv_cache_manager.py``):
-- a fixed pool of blocks of ``block_size`` tokens, sized from the replica's memory budget;
-- reference counts: a block shared by several requests (a common prefix) is held once;
-- prefix caching: every *full* block gets a hash chained over its prefix; a new request looks up the
-  longest run of its leading full blocks already in the cache and skips computing them;
-- freed blocks go to the tail of a free queue but keep their hash, so they can still be hit; a block
-  is evicted (its hash dropped) only when the free queue hands it out for reuse — LRU eviction;
-- a request frees its blocks in reverse order, so its tail blocks are evicted first (as vLLM does).
-
-Usage accounting matches vLLM's ``kv_cache_usage_perc``: 1 − free blocks / total blocks, where cached
-blocks with no reference count as free. Leaves out: sliding-window and hybrid (Mamba) KV groups,
-KV offloading to CPU, the null block.
+It keeps the old module's behaviour line for line: a pool of numbered blocks, reference counts,
+chained hashes of full blocks, an LRU free queue of blocks that keep their hash, tail-first
+freeing.
 """
 
 from __future__ import annotations
