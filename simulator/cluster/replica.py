@@ -484,6 +484,7 @@ class Replica:
         held = kv.held
         demand = n_lazy
         blocks = 0
+        hashes = False
         ns: list[int] = []
         for req in eager:
             c = req.num_computed_tokens
@@ -501,12 +502,19 @@ class Replica:
                 more = -(-need // bs) - held.get(req.request_id, 0)
                 if more > 0:
                     blocks += more
+                if req.prefix_hashes and req.kv_upto // bs < len(req.prefix_hashes):
+                    hashes = True  # this step may hash shared prefix blocks
         budget = cfg.max_num_batched_tokens
         if demand > budget or demand == 0:
             return None
         alloc = self._phase[g % bs]
         if blocks + alloc > kv.num_free:
             return None  # an allocation would fail: the ordinary path preempts
+        if alloc and hashes:
+            # NOTE: a lazy request's new block may evict a cached block whose hash an eager
+            # request registers in this step; which comes first depends on RUNNING order, which
+            # only the ordinary path follows. Rare (a chunked prefill of a shared prefix): take it.
+            return None
         # The lazy requests' new blocks, then the eager allocations (the blocks are anonymous:
         # only the number taken off the free queue before the admissions below matters).
         if alloc:
