@@ -348,6 +348,10 @@ class RooflineStepTime:
         self.act_bytes_per_token = L * elems * BYTES_PER_PARAM["bf16"] + self.kv_bytes_per_token
         self._shapes: dict[tuple[int, int], tuple[Num, Num, Num, Num]] = {}
         """(tokens, sequences) → shape-only terms of :meth:`predict_totals`."""
+        self._by_tokens: dict[int, tuple[Num, Num, Num]] = {}
+        """tokens → :meth:`_token_terms`."""
+        self._by_seqs: dict[int, Num] = {}
+        """sequences → :meth:`_lm_head`."""
 
     # --------------------------------------------------------------------------------------------
     def sized_gemm_seconds(self, num_tokens: Num) -> Num:
@@ -401,6 +405,12 @@ class RooflineStepTime:
     def _shape_terms(self, T: Num, S: Num) -> tuple[Num, Num, Num, Num, Num]:
         """Seconds of one step that depend only on its tokens ``T`` and sequences ``S``: (dense
         and MoE GEMMs, LM head, all-reduce, CPU overhead, other per-layer kernels)."""
+        t_gemm, t_ar, t_other = self._token_terms(T)
+        return t_gemm, self._lm_head(S), t_ar, self._overhead(T, S), t_other
+
+    def _token_terms(self, T: Num) -> tuple[Num, Num, Num]:
+        """The terms that depend only on the tokens ``T``: (dense and MoE GEMMs, all-reduce, other
+        per-layer kernels)."""
         c = self.cal
         L = self.num_layers
         # Dense linear layers.
@@ -422,22 +432,27 @@ class RooflineStepTime:
                 peak_flops=self.peak_flops, efficiency=self.moe_eff, m_half=self.moe_m_half,
                 hbm_bps=self.hbm, bw_efficiency=self.moe_bw,
                 latency_s=self.moe_latency_us * US, kernels=L)
-        # LM head on the sampled rows.
-        t_lm = gemm_seconds(S, self.lm_head_flops_per_seq * S, self.lm_head_bytes,
-                            peak_flops=self.bf16_flops, efficiency=self.lm_head_eff,
-                            m_half=c.gemm_m_half, hbm_bps=self.hbm,
-                            bw_efficiency=c.weight_bw_efficiency, latency_s=c.gemm_latency_us * US)
         # All-reduce.
         t_ar = self.ar_count * allreduce_seconds(
             T * self.ar_bytes_per_token, self.tp, link_bps=self.link,
             latency_s=self.ar_latency_s, bw_efficiency=self.ar_bw_eff)
-        # CPU-side overhead.
-        t_over = (c.step_overhead_us + c.per_seq_overhead_us * S
-                  + c.per_token_overhead_us * T) * US
         # Other per-layer kernels.
         t_other = L * c.layer_overhead_us * US + T * self.act_bytes_per_token / (
             self.hbm * c.weight_bw_efficiency)
-        return t_gemm, t_lm, t_ar, t_over, t_other
+        return t_gemm, t_ar, t_other
+
+    def _lm_head(self, S: Num) -> Num:
+        """The LM head on the ``S`` sampled rows."""
+        c = self.cal
+        return gemm_seconds(S, self.lm_head_flops_per_seq * S, self.lm_head_bytes,
+                            peak_flops=self.bf16_flops, efficiency=self.lm_head_eff,
+                            m_half=c.gemm_m_half, hbm_bps=self.hbm,
+                            bw_efficiency=c.weight_bw_efficiency, latency_s=c.gemm_latency_us * US)
+
+    def _overhead(self, T: Num, S: Num) -> Num:
+        """CPU-side overhead of a step of ``T`` tokens and ``S`` sequences."""
+        c = self.cal
+        return (c.step_overhead_us + c.per_seq_overhead_us * S + c.per_token_overhead_us * T) * US
 
     def _attention_layers(self, decode_pairs: Num, prefill_pairs: Num, prefill_tokens: Num,
                           prefill_kv_tokens: Num, flops_per_pair: float,
@@ -511,11 +526,23 @@ class RooflineStepTime:
         return float(self.total(StepFeatures.from_plan(plan, self.window)))
 
     def _shape(self, num_tokens: int, num_seqs: int) -> tuple[Num, Num, Num, Num]:
-        """(gemm + lm_head, allreduce, overhead, other) of one step of this shape, cached."""
+        """(gemm + lm_head, allreduce, overhead, other) of one step of this shape, cached — and
+        on a miss the token terms and the LM head are cached apart (mixed steps repeat token
+        counts and batch sizes far more often than the pair of them)."""
         key = (num_tokens, num_seqs)
         shape = self._shapes.get(key)
         if shape is None:
-            g, lm, ar, o, x = self._shape_terms(float(num_tokens), float(num_seqs))
+            tok = self._by_tokens.get(num_tokens)
+            if tok is None:
+                tok = self._token_terms(float(num_tokens))
+                if len(self._by_tokens) >= SHAPE_CACHE_SIZE:
+                    self._by_tokens.clear()
+                self._by_tokens[num_tokens] = tok
+            lm = self._by_seqs.get(num_seqs)
+            if lm is None:
+                lm = self._by_seqs[num_seqs] = self._lm_head(float(num_seqs))
+            g, ar, x = tok
+            o = self._overhead(float(num_tokens), float(num_seqs))
             # NOTE: total() adds g + lm + attention + ar + o + x left to right (one step: n = 1.0
             # scales nothing), so caching g + lm and adding the rest in order is the same number.
             shape = (g + lm, ar, o, x)
@@ -566,10 +593,55 @@ class RooflineStepTime:
         """:meth:`predict` of a step given its totals (see :meth:`breakdown_totals`) — the same
         number, bit for bit, without building the plan (the replica's decode fast path). The terms
         that depend only on (tokens, sequences) are cached: a serving run repeats a few thousand
-        shapes millions of times; only the attention is evaluated every step."""
+        shapes millions of times; only the attention is evaluated every step, as
+        :meth:`_attention` of :meth:`StepFeatures.from_totals` would, in scalar arithmetic with
+        the same operations in the same order."""
         if num_tokens <= 0:
             return 0.0
         gl, ar, o, x = self._shape(num_tokens, num_seqs)
-        a = self._attention(StepFeatures.from_totals(num_tokens, num_seqs, decode_ctx, prefill,
-                                                     self.window))
-        return float(gl + a + ar + o + x)
+        c = self.cal
+        window = self.window
+        n_dec = num_seqs - len(prefill)
+        p_tok = 0
+        p_pairs = 0.0
+        p_kv = 0
+        w_pairs = 0.0
+        w_kv = 0
+        for n, ctx in prefill:
+            p_tok += n
+            p_pairs += n * (ctx + (n + 1) / 2.0)
+            p_kv += ctx + n
+            if window:
+                k = max(0, min(n, window - ctx))
+                w_pairs += k * (ctx + (k + 1) / 2.0) + (n - k) * float(window)
+                w_kv += min(ctx, window) + n
+        d_pairs = float(decode_ctx + n_dec) if n_dec > 0 else 0.0
+        d_flops = self.bf16_flops * c.attn_efficiency
+        d_bytes = self.hbm * self.kv_eff
+        att = self._pair_seconds(d_pairs, float(p_tok), p_pairs, float(p_kv),
+                                 self.attn_flops_per_pair, self.attn_kv_bytes_per_token,
+                                 d_flops, d_bytes)
+        if window:
+            cap = float(n_dec) * float(window)
+            att = att + self._pair_seconds(d_pairs if d_pairs <= cap else cap, float(p_tok),
+                                           w_pairs, float(w_kv), self.win_flops_per_pair,
+                                           self.win_kv_bytes_per_token, d_flops, d_bytes)
+        att = att + 1.0 * self.num_layers * (c.attn_latency_us
+                                             + c.attn_per_seq_us * float(num_seqs)) * US
+        return float(gl + att + ar + o + x)
+
+    def _pair_seconds(self, d_pairs: float, p_tok: float, p_pairs: float, p_kv: float,
+                      fpp: float, kvb: float, d_flops: float, d_bytes: float) -> float:
+        """:meth:`_attention_layers` for one step in scalar arithmetic (decode + prefill)."""
+        a = d_pairs * fpp / d_flops
+        b = d_pairs * kvb / d_bytes
+        t_dec = a if a >= b else b
+        c = self.cal
+        keys = p_pairs / (p_tok if p_tok > 1e-9 else 1e-9)
+        eff = (c.attn_efficiency * keys / (keys + c.attn_kv_half) if c.attn_kv_half > 0
+               else c.attn_efficiency)
+        if not eff > 1e-9:
+            eff = 1e-9
+        a = p_pairs * fpp / (self.bf16_flops * eff)
+        b = p_kv * kvb / d_bytes
+        return t_dec + (a if a >= b else b)
