@@ -33,10 +33,14 @@ O(log steps), not O(steps). The step time comes from the step's totals
 the gauges observers read (running and waiting counts, KV-cache usage) are exact at all times.
 
 Running ahead (part of the fast path). A fast-path step whose end comes strictly before the next
-event anywhere in the simulation (``env.peek()``) and which concerns no one else when it ends (it
-finishes no request, and no request waits here for KV blocks) is ended at once, without a SimPy
-event: no other process can run before that time, so nothing can observe the difference. The
-replica then schedules its next step at that (virtual) time the same way, and over a stretch of
+event anywhere in the simulation (``env.peek()``) is ended at once, without a SimPy event: no other
+process can run before that time, so nothing can observe the difference. When it concerns no one
+else (it finishes no request, and no request waits here for KV blocks) the clock is left alone;
+otherwise the clock is first moved to the step's end (``env._now``, which SimPy would have set
+when popping the step's timeout: nothing is queued before it) and whatever the finish sets going
+(the fleet's bookkeeping, a client's next event) is scheduled from there, as it would have been —
+then the next event anywhere is looked up again. The replica then schedules its next step at that
+(virtual) time the same way, and over a stretch of
 plain decodes (every running request lazy, nothing waiting) takes whole runs of steps in one
 loop (:meth:`_decode_run`), with the step time from ``decode_seconds_fn`` (the same number as
 ``predict_totals``). Only the last step, the one that reaches the next event or finishes a request,
@@ -268,11 +272,13 @@ class Replica:
                     yield self._wake
                     self._wake = None
                 if self.fast_path:
-                    now = start = env.now
+                    start = env.now
                     peek = env.peek()
+                    idle = False
                     while True:
                         # Run ahead (module docstring): steps that end before the next event
-                        # anywhere and concern no one else end now, virtually.
+                        # anywhere end virtually — at once if they concern no one else, else
+                        # with the clock moved to their end.
                         start, fast = self._decode_run(start, peek)
                         if fast is not None:
                             break  # a plain decode step that reaches the next event
@@ -281,20 +287,31 @@ class Replica:
                             break
                         self._mark(fast, start)
                         end = start + fast.dt
-                        if not (end < peek and self._quiet(fast)):
+                        if not end < peek:
                             break
-                        self._finish_fast(fast, start, end)
                         self.ahead_steps += 1
+                        if self._quiet(fast):
+                            self._finish_fast(fast, start, end)
+                        else:
+                            env._now = end
+                            self._finish_fast(fast, start, end)
+                            peek = env.peek()  # what the finish set going, from ``end`` on
+                            if not sched.has_work():
+                                fast = None
+                                idle = True
+                                break
                         start = end
+                    if idle:
+                        continue
                     if fast is not None:
                         self._step = fast
-                        yield env.timeout(fast.dt) if start == now else \
+                        yield env.timeout(fast.dt) if start == env.now else \
                             _StepEnd(env, start + fast.dt)
                         self._step = None
                         self._finish_fast(fast, start, env.now)
                         continue
                     self.sync()  # the step goes the ordinary way: apply every lazy request
-                    if start != now:
+                    if start != env.now:
                         yield _StepEnd(env, start)  # ... when it starts
                 plan = sched.schedule()
                 if plan.is_empty and self.num_transferring:
@@ -339,8 +356,12 @@ class Replica:
                     num_new: int, n_preempted: int, finished: list[Request], now: float) -> None:
         """The end of every step, ordinary or fast: its step row, the finished requests handed
         back to the fleet, then decode admission of requests waiting for blocks."""
-        self.recorder.step((self.id, start, dt, n_seqs, n_tok, n_tok - n_dec, n_dec, num_new,
-                            n_preempted, self.scheduler.num_waiting, self.kv.usage))
+        recorder = self.recorder
+        if recorder.record_steps:
+            recorder.step((self.id, start, dt, n_seqs, n_tok, n_tok - n_dec, n_dec, num_new,
+                           n_preempted, self.scheduler.num_waiting, self.kv.usage))
+        else:
+            recorder.num_steps += 1  # what step() counts
         for req in finished:
             req.finish_time = now
             self.on_finish(req, self)

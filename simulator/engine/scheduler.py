@@ -84,32 +84,16 @@ class RequestQueue(Protocol):
     def remove(self, request: Request) -> None: ...
 
 
-class FcfsQueue:
-    """First come, first served; preempted requests go back to the front."""
+class FcfsQueue(deque[Request]):
+    """First come, first served; preempted requests go back to the front. A deque itself, so the
+    engine loop's many ``len(waiting)`` are C calls."""
 
-    def __init__(self) -> None:
-        self._q: deque[Request] = deque()
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def __iter__(self) -> Iterator[Request]:
-        return iter(self._q)
-
-    def add(self, request: Request) -> None:
-        self._q.append(request)
-
-    def prepend(self, request: Request) -> None:
-        self._q.appendleft(request)
+    add = deque.append
+    prepend = deque.appendleft
+    pop = deque.popleft
 
     def peek(self) -> Request:
-        return self._q[0]
-
-    def pop(self) -> Request:
-        return self._q.popleft()
-
-    def remove(self, request: Request) -> None:
-        self._q.remove(request)
+        return self[0]
 
 
 class PriorityQueue:

@@ -108,6 +108,9 @@ TAKE_AT_END = True
 built, which gives the same frames; the tests compare both)."""
 
 
+_INT_ONLY = {int}
+
+
 class _Table:
     """The rows of one frame, kept column by column.
 
@@ -153,7 +156,7 @@ class _Table:
         ints = self._ints
         for j, arr in self._num:
             col = cols[j]
-            if j in ints and not all(type(x) is int for x in col):
+            if j in ints and set(map(type, col)) != _INT_ONLY:
                 ints.discard(j)
             arr.extend(col)
         if self._kind_at:
