@@ -152,8 +152,11 @@ class Replica:
         self._decode_fn: Callable[[int], Callable[[int], float]] | None = getattr(
             step_time, "decode_seconds_fn", None)
         """Decode-only step seconds as a function of the summed context, per batch size."""
-        self._decode_fns: dict[int, Callable[[int], float]] = {}
-        """Those functions, by batch size."""
+        self._decode_terms: Callable[[int], tuple[float, ...] | None] | None = getattr(
+            step_time, "decode_terms", None)
+        """The same as constants evaluated inline (``decode_terms``), per batch size."""
+        self._decode_fns: dict[int, Callable[[int], float] | tuple[float, ...]] = {}
+        """Those constants or else those functions, by batch size."""
         self.fast_path = bool(fast_path) and self._predict_totals is not None and role != "prefill"
         """Decode fast path on (see module docstring): asked for, and the step-time model can
         predict a step from its totals."""
@@ -671,23 +674,22 @@ class Replica:
         bs = kv.block_size
         fin = self._fin
         ends = self._ends
-        fn = self._decode_fn
-        if fn is not None:
-            seconds = self._decode_fns.get(n)
-            if seconds is None:
-                seconds = self._decode_fns[n] = fn(n)
+        got = self._decode_fns.get(n)
+        if got is None:
+            got = self._decode_fns[n] = self._decode_seconds(n)
+        if isinstance(got, tuple):
+            # NOTE: decode_terms(n), evaluated inline below exactly as its docstring says.
+            inline = True
+            fpp, d_flops, kvb, d_bytes, launches, gl, ar, o, x = got
         else:
-            predict = self._predict_totals
-            assert predict is not None
-
-            def seconds(decode_ctx: int) -> float:
-                return predict(n, n, decode_ctx, [])
+            inline = False
+            seconds = got
         recorder = self.recorder
         rows = recorder.record_steps
         record = recorder.step
         rid = self.id
-        waiting = sched.num_waiting
-        usage = kv.usage
+        waiting = 0  # nothing waits during a run
+        usage = kv.usage if rows else 0.0
         ctx = self._lazy_ctx
         busy = self.busy_time
         g0 = g
@@ -697,7 +699,13 @@ class Replica:
         gap_step = self._gap_step
         prev = ends[-1] if ends else None
         while g < stop:
-            dt = seconds(ctx)
+            if inline:
+                pairs = float(ctx + n)
+                a = pairs * fpp / d_flops
+                b = pairs * kvb / d_bytes
+                dt = float(gl + ((a if a >= b else b) + launches) + ar + o + x)
+            else:
+                dt = seconds(ctx)
             end = start + dt
             ahead = end < peek
             blocks = phase[g % bs]
@@ -705,7 +713,8 @@ class Replica:
                 if blocks > kv.num_free:
                     break  # the ordinary path preempts
                 kv.take(blocks)
-                usage = kv.usage
+                if rows:
+                    usage = kv.usage
             if not ahead:
                 # This step reaches the next event: it is the one the caller yields.
                 step = _Step([], True, dt, n, n, n, 0)
@@ -739,6 +748,23 @@ class Replica:
             if len(ends) > TRIM_ENDS:
                 self._trim()
         return start, step
+
+    def _decode_seconds(self, n: int) -> Callable[[int], float] | tuple[float, ...]:
+        """How :meth:`_decode_run` prices a decode-only step of ``n`` sequences: the step-time
+        model's ``decode_terms`` (inline), else its ``decode_seconds_fn``, else
+        ``predict_totals``."""
+        if self._decode_terms is not None:
+            terms = self._decode_terms(n)
+            if terms is not None:
+                return terms
+        if self._decode_fn is not None:
+            return self._decode_fn(n)
+        predict = self._predict_totals
+        assert predict is not None
+
+        def seconds(decode_ctx: int) -> float:
+            return predict(n, n, decode_ctx, [])
+        return seconds
 
     def _trim(self) -> None:
         """Forget step end times no lazy request needs any more."""

@@ -551,12 +551,9 @@ class RooflineStepTime:
             self._shapes[key] = shape
         return shape
 
-    def decode_seconds_fn(self, num_seqs: int) -> Callable[[int], float]:
-        """Step seconds of a decode-only step of ``num_seqs`` sequences as a function of their
-        summed context: ``predict_totals(num_seqs, num_seqs, ctx, [])``, bit for bit, at a
-        fraction of the cost (the replica runs ahead over millions of such steps). The terms of
-        :meth:`components` are the same; only the constants are taken out of the loop."""
-        n = num_seqs
+    def _decode_consts(self, n: int) -> tuple[float, float, float, float, float, float, float,
+                                              float, float]:
+        """The constants of a decode-only step of ``n`` sequences (see :meth:`decode_terms`)."""
         gl, ar, o, x = self._shape(n, n)
         c = self.cal
         fpp, d_flops = self.attn_flops_per_pair, self.bf16_flops * c.attn_efficiency
@@ -564,6 +561,25 @@ class RooflineStepTime:
         # _attention() with no prefill: t_dec + 0.0 + the per-layer launches (t_dec ≥ 0, so
         # adding the prefill's exact 0.0 changes nothing).
         launches = 1.0 * self.num_layers * (c.attn_latency_us + c.attn_per_seq_us * float(n)) * US
+        return fpp, d_flops, kvb, d_bytes, launches, float(gl), float(ar), float(o), float(x)
+
+    def decode_terms(self, num_seqs: int) -> tuple[float, float, float, float, float, float,
+                                                   float, float, float] | None:
+        """:meth:`decode_seconds_fn` as constants, for a loop that evaluates it inline (the
+        replica's run-ahead, where a call per step costs): ``(fpp, d_flops, kvb, d_bytes,
+        launches, gl, ar, o, x)``, and the step of summed context ``ctx`` takes, bit for bit,
+        ``float(gl + ((a if a >= b else b) + launches) + ar + o + x)`` with ``pairs =
+        float(ctx + num_seqs)``, ``a = pairs * fpp / d_flops``, ``b = pairs * kvb / d_bytes``.
+        None for a model with sliding-window layers (use :meth:`decode_seconds_fn`)."""
+        return None if self.window else self._decode_consts(num_seqs)
+
+    def decode_seconds_fn(self, num_seqs: int) -> Callable[[int], float]:
+        """Step seconds of a decode-only step of ``num_seqs`` sequences as a function of their
+        summed context: ``predict_totals(num_seqs, num_seqs, ctx, [])``, bit for bit, at a
+        fraction of the cost (the replica runs ahead over millions of such steps). The terms of
+        :meth:`components` are the same; only the constants are taken out of the loop."""
+        n = num_seqs
+        fpp, d_flops, kvb, d_bytes, launches, gl, ar, o, x = self._decode_consts(n)
         if self.window:
             wfpp, wkvb = self.win_flops_per_pair, self.win_kv_bytes_per_token
             cap = float(n) * float(self.window)

@@ -301,10 +301,19 @@ def test_predict_totals_is_predict_bit_for_bit_with_its_shape_cache(gpu, model, 
         assert st.predict_totals(plan.num_tokens, plan.num_seqs, sum(ctx), pre) == want
         assert st.predict_totals(plan.num_tokens, plan.num_seqs, sum(ctx), pre) == want
     # The replica's run-ahead prices plain decode steps with decode_seconds_fn: the same numbers.
+    # ... or inline with decode_terms (None for a model with sliding-window layers).
     for n in (1, 2, 7, 64, 255):
         seconds = st.decode_seconds_fn(n)
+        terms = st.decode_terms(n)
+        assert (terms is None) == bool(st.window)
         for ctx in rng.integers(0, 8_000, 50):
-            assert seconds(n * int(ctx)) == st.predict(decode_plan(n, int(ctx)))
+            want = st.predict(decode_plan(n, int(ctx)))
+            assert seconds(n * int(ctx)) == want
+            if terms is not None:
+                fpp, d_flops, kvb, d_bytes, launches, gl, ar, o, x = terms
+                pairs = float(n * int(ctx) + n)
+                a, b = pairs * fpp / d_flops, pairs * kvb / d_bytes
+                assert float(gl + ((a if a >= b else b) + launches) + ar + o + x) == want
 
 
 def test_sliding_window_layers_attend_to_at_most_the_window():
