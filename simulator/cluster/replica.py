@@ -550,9 +550,11 @@ class Replica:
             if kv.allocate_slots(req, n) is None:  # pragma: no cover - counted above
                 raise RuntimeError(f"replica {self.id}: fast-path block accounting is off")
             entries.append((req, n, req.num_computed_tokens))
-        plan = StepPlan()
+        num_new = 0
         if demand < budget and len(sched.waiting):
+            plan = StepPlan()
             sched.admit_waiting(plan, budget - demand)
+            num_new = plan.num_scheduled_new
             seq = self._seq
             for req, n in zip(plan.requests, plan.num_new_tokens, strict=True):
                 req.run_seq = seq
@@ -575,7 +577,7 @@ class Replica:
         assert self._predict_totals is not None
         dt = self._predict_totals(demand, n_seqs, dec_ctx, prefill)
         self.fast_steps += 1
-        return _Step(entries, n_lazy > 0, dt, n_seqs, demand, n_dec, plan.num_scheduled_new)
+        return _Step(entries, n_lazy > 0, dt, n_seqs, demand, n_dec, num_new)
 
     def _finish_fast(self, step: _Step, start: float, now: float) -> None:
         """:meth:`_finish_step` for a step scheduled on the fast path that ends at ``now``."""
