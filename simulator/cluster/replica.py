@@ -83,16 +83,17 @@ TRIM_ENDS = 4096
 
 
 class _StepEnd(simpy.Timeout):
-    """A timeout that fires at the absolute time ``at``: the end of a step the replica reached by
-    running ahead (``env.now + (at − env.now)`` need not be ``at`` in floating point, and the
-    clock must read exactly what step-by-step timeouts would have made it)."""
+    """A timeout that fires at the absolute time ``at``: the end of a fast-path step, which may
+    start after ``env.now`` when the replica ran ahead (``env.now + (at − env.now)`` need not be
+    ``at`` in floating point, and the clock must read exactly what step-by-step timeouts would
+    have made it)."""
 
     def __init__(self, env: simpy.Environment, at: float) -> None:
         # NOTE: SimPy's Timeout.__init__ inlined, scheduled at ``at`` instead of now + delay.
         self.env = env
         self.callbacks = []
         self._value = None
-        self._delay = at - env.now
+        self._delay = at - env._now
         self._ok = True
         heapq.heappush(env._queue, (at, NORMAL, next(env._eid), self))
 
@@ -308,8 +309,9 @@ class Replica:
                         continue
                     if fast is not None:
                         self._step = fast
-                        yield env.timeout(fast.dt) if start == env.now else \
-                            _StepEnd(env, start + fast.dt)
+                        # NOTE: at start == now, the same time as env.timeout(fast.dt), with no
+                        # SimPy call on the way.
+                        yield _StepEnd(env, start + fast.dt)
                         self._step = None
                         self._finish_fast(fast, start, env.now)
                         continue
