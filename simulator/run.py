@@ -386,6 +386,7 @@ def simulate(sc: Scenario) -> Results:
            "version": __version__, "steps": rec.num_steps,
            "fast_path_steps": sum(r.fast_steps for r in fleet.replicas),
            "run_ahead_steps": sum(r.ahead_steps for r in fleet.replicas),
+           "run_ahead_finishes": sum(r.ahead_finishes for r in fleet.replicas),
            "replica_busy_frac": busy_frac}
     counts = rec.counts()
     summary = summarize(requests, steps, samples, itl, counts=counts,

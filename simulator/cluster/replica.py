@@ -165,6 +165,9 @@ class Replica:
         """Steps scheduled on the fast path (its share of ``num_steps``)."""
         self.ahead_steps = 0
         """Steps that ended by running ahead, without a SimPy event of their own."""
+        self.ahead_finishes = 0
+        """Of those, steps that finished a request or admitted one waiting for KV blocks (ended
+        with the clock moved to their end)."""
         self._step: _Step | None = None
         """The step in progress, when the fast path scheduled it."""
         self._reset_fast()
@@ -297,6 +300,7 @@ class Replica:
                         if self._quiet(fast):
                             self._finish_fast(fast, start, end)
                         else:
+                            self.ahead_finishes += 1
                             env._now = end
                             self._finish_fast(fast, start, end)
                             peek = env.peek()  # what the finish set going, from ``end`` on

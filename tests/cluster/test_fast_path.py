@@ -92,6 +92,9 @@ def test_fast_path_changes_nothing(case: str) -> None:
     assert fast.summary["sim"]["fast_path_steps"] > 0.3 * fast.summary["sim"]["steps"]
     # and so is running ahead of the clock (steps that end with no SimPy event of their own)
     assert fast.summary["sim"]["run_ahead_steps"] > 0
+    assert slow.summary["sim"]["run_ahead_finishes"] == 0
+    # ... finishing requests with the clock moved to the step's end where nothing comes between
+    assert fast.summary["sim"]["run_ahead_finishes"] > 0
 
 
 def test_itl_off_keeps_per_request_figures() -> None:
