@@ -40,13 +40,15 @@ otherwise the clock is first moved to the step's end (``env._now``, which SimPy 
 when popping the step's timeout: nothing is queued before it) and whatever the finish sets going
 (the fleet's bookkeeping, a client's next event) is scheduled from there, as it would have been —
 then the next event anywhere is looked up again. The replica then schedules its next step at that
-(virtual) time the same way, and over a stretch of
-plain decodes (every running request lazy, nothing waiting) takes whole runs of steps in one
-loop (:meth:`_decode_run`), with the step time from ``decode_seconds_fn`` (the same number as
-``predict_totals``). Only the last step, the one that reaches the next event or finishes a request,
-is yielded, as a timeout at its absolute end time (:class:`_StepEnd`): the clock reads exactly what
-step-by-step timeouts would have made it, and events at that time keep their order. A light
-replica between arrivals thus costs a few microseconds per step instead of an event.
+(virtual) time the same way, and over a stretch of plain decodes (every running request lazy,
+nothing waiting) takes whole runs of steps in one loop (:meth:`_decode_run`), with the step time
+evaluated inline from ``decode_terms`` (else ``decode_seconds_fn``; the same number as
+``predict_totals``). Only the step that reaches the next event is yielded, as a timeout at its
+absolute end time (:class:`_StepEnd`): the clock reads exactly what step-by-step timeouts would
+have made it, and events at that time keep their order. A light replica between arrivals thus
+costs about a microsecond per step instead of an event. Why no one can see a replica ahead of the
+clock: it runs ahead only when nothing else is queued at or before the end of what it takes, so
+the next event processed anywhere comes no earlier than the start of its step in progress.
 
 Leaves out: async scheduling (overlap of CPU scheduling with the GPU step), detokenisation and
 network time between the engine and the client, API-server queueing; a prefill replica frees its KV
@@ -166,8 +168,8 @@ class Replica:
         self.ahead_steps = 0
         """Steps that ended by running ahead, without a SimPy event of their own."""
         self.ahead_finishes = 0
-        """Of those, steps that finished a request or admitted one waiting for KV blocks (ended
-        with the clock moved to their end)."""
+        """Of those, steps that concerned others (finished a request, or ended while requests
+        waited here for KV blocks): ended with the clock moved to their end."""
         self._step: _Step | None = None
         """The step in progress, when the fast path scheduled it."""
         self._reset_fast()
