@@ -88,6 +88,28 @@ class StepBreakdown:
         return self.gemm + self.lm_head + self.attention + self.allreduce + self.overhead + self.other
 
 
+def prefill_sums(prefill: list[tuple[int, int]], window: int = 0
+                 ) -> tuple[int, float, int, float, int]:
+    """Over a step's prefill chunks, each (new tokens n, context before): Σ n, the query-key pairs
+    Σ n (context + (n + 1) / 2), the KV tokens read Σ (context + n), and the same pairs and KV
+    tokens for a layer with a sliding ``window`` (0: none)."""
+    p_tok = 0
+    p_pairs = 0.0
+    p_kv = 0
+    w_pairs = 0.0
+    w_kv = 0
+    for n, ctx in prefill:
+        p_tok += n
+        p_pairs += n * (ctx + (n + 1) / 2.0)
+        p_kv += ctx + n
+        if window:
+            # Query t (1..n) sees min(ctx + t, window) keys: a ramp up to the window, then flat.
+            k = max(0, min(n, window - ctx))
+            w_pairs += k * (ctx + (k + 1) / 2.0) + (n - k) * float(window)
+            w_kv += min(ctx, window) + n
+    return p_tok, p_pairs, p_kv, w_pairs, w_kv
+
+
 @dataclass(frozen=True)
 class StepFeatures:
     """What the step-time model needs to know about a step, independent of the calibration.
@@ -123,22 +145,8 @@ class StepFeatures:
                     prefill: list[tuple[int, int]], window: int = 0) -> StepFeatures:
         """From the step's totals: summed decode context and (new tokens, context) per prefill;
         ``window`` > 0 also counts the prefill pairs of a layer with that sliding window."""
-        n_pre = len(prefill)
-        n_dec = num_seqs - n_pre
-        p_tok = 0
-        p_pairs = 0.0
-        p_kv = 0
-        w_pairs = 0.0
-        w_kv = 0
-        for n, ctx in prefill:
-            p_tok += n
-            p_pairs += n * (ctx + (n + 1) / 2.0)
-            p_kv += ctx + n
-            if window:
-                # Query t (1..n) sees min(ctx + t, window) keys: a ramp up to the window, then flat.
-                k = max(0, min(n, window - ctx))
-                w_pairs += k * (ctx + (k + 1) / 2.0) + (n - k) * float(window)
-                w_kv += min(ctx, window) + n
+        n_dec = num_seqs - len(prefill)
+        p_tok, p_pairs, p_kv, w_pairs, w_kv = prefill_sums(prefill, window)
         return cls(float(num_tokens), float(num_seqs), float(n_dec),
                    float(decode_ctx + n_dec) if n_dec > 0 else 0.0, float(p_tok), p_pairs,
                    float(p_kv), 1.0, w_pairs, float(w_kv))
@@ -618,19 +626,7 @@ class RooflineStepTime:
         c = self.cal
         window = self.window
         n_dec = num_seqs - len(prefill)
-        p_tok = 0
-        p_pairs = 0.0
-        p_kv = 0
-        w_pairs = 0.0
-        w_kv = 0
-        for n, ctx in prefill:
-            p_tok += n
-            p_pairs += n * (ctx + (n + 1) / 2.0)
-            p_kv += ctx + n
-            if window:
-                k = max(0, min(n, window - ctx))
-                w_pairs += k * (ctx + (k + 1) / 2.0) + (n - k) * float(window)
-                w_kv += min(ctx, window) + n
+        p_tok, p_pairs, p_kv, w_pairs, w_kv = prefill_sums(prefill, window)
         d_pairs = float(decode_ctx + n_dec) if n_dec > 0 else 0.0
         d_flops = self.bf16_flops * c.attn_efficiency
         d_bytes = self.hbm * self.kv_eff
