@@ -84,8 +84,23 @@ def scenario(case: str, n: int | None = None) -> dict[str, Any]:
     return base
 
 
-def child(case: str, n: int | None, fast: bool, root: Path) -> None:
-    """Run one case in this (fresh) process and print its figures as JSON."""
+FRAMES = ("requests", "attempts", "steps", "timeseries")
+"""The frames ``--dump`` writes (``benchmarks/ab.py --check-frames`` compares them)."""
+
+
+def checkout(root: Path, flag: str = "--root") -> Path:
+    """``root`` resolved, or a one-line error when it is not the root of a simulator checkout
+    (its ``simulator`` package would otherwise be imported from wherever else it is installed)."""
+    root = root.resolve()
+    if not (root / "simulator" / "__init__.py").is_file():
+        raise SystemExit(f"error: {flag} {root}: no simulator/ package there; give the root of a "
+                         "servesim checkout (e.g. git worktree add ../base <commit>)")
+    return root
+
+
+def child(case: str, n: int | None, fast: bool, root: Path, dump: str | None = None) -> None:
+    """Run one case in this (fresh) process and print its figures as JSON; ``dump``: keep step
+    rows and write the :data:`FRAMES` to ``{dump}.{frame}.parquet``."""
     sys.path.insert(0, str(root))
     import resource
 
@@ -111,6 +126,8 @@ def child(case: str, n: int | None, fast: bool, root: Path) -> None:
         del data["sim"]
     if "record_itl" not in MetricsConfig.model_fields:
         del data["metrics"]["record_itl"]
+    if dump:
+        data["metrics"]["record_steps"] = True
     sc = scenario_from_dict(data)
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -119,6 +136,10 @@ def child(case: str, n: int | None, fast: bool, root: Path) -> None:
     cpu = time.process_time() - c0
     req = res.summary["requests"]
     events = next(envs[-1]._eid) if envs else -1  # type: ignore[attr-defined]
+    if dump:
+        frames = (res.requests, res.extra["attempts"], res.steps, res.timeseries)
+        for name, df in zip(FRAMES, frames, strict=True):
+            df.to_parquet(f"{dump}.{name}.parquet")
     print(json.dumps({
         "case": case, "requests": int(req["arrived"]), "completed": int(req["completed"]),
         "wall_s": wall, "cpu_s": cpu, "req_per_wall_s": req["arrived"] / wall, "events": events,
@@ -132,19 +153,31 @@ def child(case: str, n: int | None, fast: bool, root: Path) -> None:
 def measure(case: str, n: int | None, fast: bool, repeat: int,
             root: Path = ROOT) -> dict[str, Any]:
     """Median over ``repeat`` fresh subprocesses."""
-    runs = []
-    for _ in range(repeat):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", case,
-               "--fast-path" if fast else "--no-fast-path", "--root", str(root)]
-        if n is not None:
-            cmd += ["--requests", str(n)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = [run_child(case, n, fast, root) for _ in range(repeat)]
     med: dict[str, Any] = dict(runs[0])
     for key in ("wall_s", "cpu_s", "req_per_wall_s", "peak_rss_mb"):
         med[key] = statistics.median(r[key] for r in runs)
     med["walls"] = [round(r["wall_s"], 2) for r in runs]
     return med
+
+
+def run_child(case: str, n: int | None, fast: bool, root: Path,
+              dump: str | None = None) -> dict[str, Any]:
+    """The figures of one run of ``case`` with checkout ``root`` in a fresh process (see
+    :func:`child`); a one-line error naming the checkout when the run fails."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", case,
+           "--fast-path" if fast else "--no-fast-path", "--root", str(root)]
+    if n is not None:
+        cmd += ["--requests", str(n)]
+    if dump:
+        cmd += ["--dump", dump]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"error: the run with checkout {root} failed: {last} "
+                         "(is it a servesim checkout with its hardware_profiles/?)")
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
@@ -182,9 +215,11 @@ def main() -> None:
                     help="simulator checkout to measure (e.g. an export of the commit before "
                          "issue 8, for the baseline)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--dump", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    a.root = checkout(a.root)
     if a.child:
-        child(a.child, a.requests, a.fast, a.root)
+        child(a.child, a.requests, a.fast, a.root, a.dump)
         return
     cases = ["S1", "S2", "S3"] if a.case == "all" else [a.case]
     rows = []
