@@ -13,8 +13,11 @@ Usage (from the repository root)::
 
     python benchmarks/speed.py --case all --repeat 3 --write benchmarks/RESULTS.md
     python benchmarks/speed.py --case S2 --repeat 1 --no-fast-path   # the step-by-step loop
+    python benchmarks/speed.py --case S2 --repeat 1 --pure           # the uncompiled engine
 
-The benchmark measures the checkout it lives in (the repository root goes first on ``sys.path``).
+The benchmark measures the checkout it lives in (the repository root goes first on ``sys.path``),
+with the engine compiled if ``pip install .`` compiled it there (``simulator/_native.py``; each
+row's ``engine`` says which ran).
 Per-step rows and per-token ITL rows are not kept (``metrics.record_steps`` / ``record_itl``
 false), as a planner sweeping many what-ifs would run; the per-request frame is complete.
 """
@@ -147,6 +150,7 @@ def child(case: str, n: int | None, fast: bool, root: Path, dump: str | None = N
         "ahead_steps": res.summary["sim"].get("run_ahead_steps", 0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "ttft_p50_ms": res.summary["ttft_ms"]["p50"], "tpot_p50_ms": res.summary["tpot_ms"]["p50"],
+        "engine": res.summary["sim"].get("native", "pure Python (a checkout without simulator._native)"),
     }))
 
 
@@ -214,10 +218,15 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=ROOT,
                     help="simulator checkout to measure (e.g. an export of the commit before "
                          "issue 8, for the baseline)")
+    ap.add_argument("--pure", action="store_true",
+                    help="run the Python sources even where the engine is compiled "
+                         "(SERVESIM_PURE=1; see simulator/_native.py)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--dump", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.root = checkout(a.root)
+    if a.pure:
+        os.environ["SERVESIM_PURE"] = "1"  # the children inherit it
     if a.child:
         child(a.child, a.requests, a.fast, a.root, a.dump)
         return
@@ -229,7 +238,8 @@ def main() -> None:
         print(json.dumps(r), flush=True)
     text = (f"{'' if a.root == ROOT else f'checkout {a.root}; '}"
             f"fast path {'on' if a.fast else 'off'}; {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} CPUs, Python {platform.python_version()}; median of {a.repeat}\n\n"
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}; median of {a.repeat}; "
+            f"engine: {rows[0]['engine']}\n\n"
             + table(rows))
     if "S2" in cases and a.requests is None and not a.no_slope:
         pts = [(n, measure("S2", n, a.fast, a.repeat, a.root)["wall_s"])

@@ -10,7 +10,11 @@ Notebook entry points::
 
 __version__ = "0.1.0"
 
-from simulator.config import Scenario, load_scenario
-from simulator.run import Results, simulate
+from simulator import _native
+
+_native.activate()  # before any compiled module is imported (see simulator._native)
+
+from simulator.config import Scenario, load_scenario  # noqa: E402
+from simulator.run import Results, simulate  # noqa: E402
 
 __all__ = ["Results", "Scenario", "__version__", "load_scenario", "simulate"]

@@ -23,7 +23,7 @@ import simpy
 import yaml
 from pydantic import ValidationError
 
-from simulator import __version__
+from simulator import __version__, _native
 from simulator.cluster.client import Clients, start_clients
 from simulator.cluster.faults import start_faults
 from simulator.cluster.fleet import Fleet, Pool
@@ -34,8 +34,8 @@ from simulator.engine.scheduler import Scheduler, SchedulerConfig
 from simulator.engine.step_time import RooflineStepTime, StepTimeModel
 from simulator.errors import ConfigError
 from simulator.metrics import names
-from simulator.metrics.recorder import Recorder, fleet_summary
-from simulator.metrics.summary import post_summary, summarize
+from simulator.metrics.recorder import Recorder
+from simulator.metrics.summary import fleet_summary, post_summary, summarize
 from simulator.profiles import (
     Calibration,
     GpuProfile,
@@ -387,7 +387,7 @@ def simulate(sc: Scenario) -> Results:
            "fast_path_steps": sum(r.fast_steps for r in fleet.replicas),
            "run_ahead_steps": sum(r.ahead_steps for r in fleet.replicas),
            "run_ahead_finishes": sum(r.ahead_finishes for r in fleet.replicas),
-           "replica_busy_frac": busy_frac}
+           "replica_busy_frac": busy_frac, "native": _native.status()["reason"]}
     counts = rec.counts()
     summary = summarize(requests, steps, samples, itl, counts=counts,
                         warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,

@@ -31,7 +31,6 @@ on these measurements: they are a cross-check.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Callable
@@ -178,10 +177,10 @@ def gemm_class_seconds(rt: RooflineStepTime, n: int, k: int, m: float, *,
     if (float(n), float(k)) not in {(a, b) for a, b, _ in rt.gemm_classes}:
         raise ConfigError(f"GEMM N={n} K={k} is not a per-rank GEMM class of {rt.model.name} "
                           f"TP{rt.tp} (classes: {[(int(a), int(b)) for a, b, _ in rt.gemm_classes]})")
-    view = copy.copy(rt)
-    for name, val in vars(rt).items():  # NOTE: caches must not be shared with the real model
-        if isinstance(val, dict):
-            setattr(view, name, {})
+    # NOTE: a fresh model built as ``rt`` was (no caches shared with it; the step model is a
+    # compiled class, see simulator._native, so it is rebuilt rather than copied).
+    view = RooflineStepTime(rt.model, rt.gpu, tp=rt.tp, weight_dtype=rt.weight_dtype,
+                            kv_dtype=rt.kv_dtype, calibration=rt.cal)
     view.gemm_classes = [(float(n), float(k), 1.0)]
     view.num_layers = 1
     if not act_quant:

@@ -24,14 +24,11 @@ KV connectors, structured output. The mode names follow vLLM's ``--scheduling-po
 
 from __future__ import annotations
 
-import heapq
-import itertools
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from simulator.engine.kv_cache import KVCacheManager
+from simulator.engine.queues import QUEUES, RequestQueue
 from simulator.engine.request import Request, RequestStatus
 
 SchedulingPolicy = Literal["fcfs", "priority"]
@@ -72,63 +69,6 @@ class StepPlan:
     @property
     def is_empty(self) -> bool:
         return not self.requests
-
-
-class RequestQueue(Protocol):
-    def __len__(self) -> int: ...
-    def __iter__(self) -> Iterator[Request]: ...
-    def add(self, request: Request) -> None: ...
-    def prepend(self, request: Request) -> None: ...
-    def peek(self) -> Request: ...
-    def pop(self) -> Request: ...
-    def remove(self, request: Request) -> None: ...
-
-
-class FcfsQueue(deque[Request]):
-    """First come, first served; preempted requests go back to the front. A deque itself, so the
-    engine loop's many ``len(waiting)`` are C calls."""
-
-    add = deque.append
-    prepend = deque.appendleft
-    pop = deque.popleft
-
-    def peek(self) -> Request:
-        return self[0]
-
-
-class PriorityQueue:
-    """Ordered by (priority, arrival_time): lower values first, as vLLM's priority policy."""
-
-    def __init__(self) -> None:
-        self._h: list[tuple[int, float, int, Request]] = []
-        self._seq = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._h)
-
-    def __iter__(self) -> Iterator[Request]:
-        return (e[3] for e in sorted(self._h))
-
-    def add(self, request: Request) -> None:
-        heapq.heappush(self._h, (request.priority, request.arrival_time, next(self._seq), request))
-
-    prepend = add
-
-    def peek(self) -> Request:
-        return self._h[0][3]
-
-    def pop(self) -> Request:
-        return heapq.heappop(self._h)[3]
-
-    def remove(self, request: Request) -> None:
-        self._h = [e for e in self._h if e[3] is not request]
-        heapq.heapify(self._h)
-
-
-QUEUES: dict[str, type[FcfsQueue] | type[PriorityQueue]] = {
-    "fcfs": FcfsQueue,
-    "priority": PriorityQueue,
-}
 
 
 class Scheduler:

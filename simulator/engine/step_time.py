@@ -332,7 +332,7 @@ class RooflineStepTime:
         n_win = m.sliding_window_layers if m.sliding_window else 0
         self.window = int(m.sliding_window or 0) if n_win else 0
         self.attn_flops_per_pair = 4.0 * (L - n_win) * q_heads * m.head_dim  # QK^T + PV
-        self.attn_kv_bytes_per_token: float = self.kv_bytes_per_token
+        self.attn_kv_bytes_per_token: float = float(self.kv_bytes_per_token)
         self.win_flops_per_pair = 4.0 * n_win * q_heads * m.head_dim
         self.win_kv_bytes_per_token = 0.0
         if n_win:

@@ -408,6 +408,7 @@ class Recorder:
     def replica_up(self, replica: int, pool: str, model: str, gpu: str, tp: int, region: str,
                    zone: str, now: float) -> None:
         """A replica starts serving (at build, or back after a failure)."""
+        now = float(now)  # NOTE: SimPy's clock is the int 0 before the first event
         row = [replica, pool, model, gpu, tp, region, zone, now, np.nan, "", now]
         self._open_life[replica] = row
         self.lifetimes.append(row)
@@ -417,7 +418,7 @@ class Recorder:
         """An autoscaled replica's node was acquired (billing starts; it serves later, see
         :meth:`replica_ready`). ``key`` identifies the lifetime until it ends (``replica`` is −1
         until an engine is built)."""
-        row = [-1, pool, model, gpu, tp, region, zone, now, np.nan, "", np.nan]
+        row = [-1, pool, model, gpu, tp, region, zone, float(now), np.nan, "", np.nan]
         self._open_life[key] = row
         self.lifetimes.append(row)
 
@@ -428,12 +429,12 @@ class Recorder:
             if row[0] < 0:
                 row[0] = replica
             if row[10] != row[10]:  # NaN: first readiness
-                row[10] = now
+                row[10] = float(now)
 
     def replica_down(self, replica: int, now: float, reason: str) -> None:
         row = self._open_life.pop(replica, None)
         if row is not None:
-            row[8], row[9] = now, reason
+            row[8], row[9] = float(now), reason
 
     # ---- end of run ---------------------------------------------------------------------------
     @property
@@ -594,53 +595,3 @@ class Recorder:
 
 def _nan(t: float) -> float:
     return t if t >= 0 else np.nan
-
-
-# --------------------------------------------------------------------------------------------
-# Fleet summary (merged into summary["fleet"] by simulator.run)
-# --------------------------------------------------------------------------------------------
-
-
-def fleet_summary(requests: pd.DataFrame, attempts: pd.DataFrame, replicas: pd.DataFrame,
-                  warmup_s: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the serving path did: attempts and retries, why requests were refused or lost, per pool
-    and per model, replica lifetimes and GPU-hours. Only requests arriving after the warm-up count
-    (replica figures cover the whole run)."""
-    # NOTE: only the columns read here are copied (a long run's frames are large).
-    m = requests.loc[requests["arrival_s"] >= warmup_s,
-                     ["request_id", "outcome", "reason", "pool", "output_tokens", "capped",
-                      "region"]]
-    a = attempts.loc[attempts["request_id"].isin(m["request_id"]), ["attempt", "reason"]] \
-        if len(attempts) else attempts
-    reasons = m.loc[m["reason"] != "", "reason"].value_counts().sort_index()
-    att_reasons: dict[Any, Any] = (
-        a.loc[a["reason"] != "", "reason"].value_counts().sort_index().to_dict() if len(a) else {})
-    done = m[m["outcome"] == names.COMPLETED]
-    by_pool: dict[str, Any] = {}
-    for pool, g in done.groupby("pool", sort=True):
-        by_pool[str(pool)] = {"completed": len(g),
-                              "output_tokens": int(g["output_tokens"].sum())}
-    gpu_h = 0.0
-    down: dict[str, int] = {}
-    if len(replicas):
-        gpu_h = float(((replicas["end_s"] - replicas["start_s"]) * replicas["tp"]).sum() / 3600)
-        for reason, n in replicas["end_reason"].value_counts().items():
-            # NOTE: an autoscaler's scale-down ends a lifetime on purpose: not an outage.
-            if reason != names.END_RUN and not str(reason).startswith("scale_down"):
-                down[str(reason)] = int(n)
-    n_req = max(len(m), 1)
-    out: dict[str, Any] = {
-        "attempts": len(a),
-        "retries": int((a["attempt"] > 0).sum()) if len(a) else 0,
-        "attempts_per_request": len(a) / n_req,
-        "failed": int((m["outcome"] == names.FAILED).sum()),
-        "reasons": {str(k): int(v) for k, v in reasons.items()},
-        "attempt_reasons": {str(k): int(v) for k, v in att_reasons.items()},
-        "capped": int(m["capped"].sum()),
-        "by_pool": by_pool,
-        "by_region": {str(k): int(v) for k, v in done["region"].value_counts().sort_index().items()},
-        "replicas": {"lifetimes": len(replicas), "outages": down, "gpu_hours": gpu_h},
-    }
-    if extra:
-        out.update(extra)
-    return out

@@ -4,14 +4,13 @@ shedding, priority classes, weighted fair sharing, added latency."""
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from simulator import simulate
 from simulator.cluster.gateway import DAY_S, FairQueue, Gateway, TokenBucket
-from simulator.cluster.request import Stage
+from simulator.cluster.request import Attempt, ClientRequest, Stage
 from simulator.cluster.spec import GatewayConfig
 from simulator.engine.request import Request
 from simulator.metrics import names
@@ -21,10 +20,14 @@ from tests.cluster.helpers import scenario, simulate_traffic, traffic
 _ids = itertools.count()
 
 
-def att(tenant: str = "t", prompt: int = 100, priority: int = 0, out: int = 10) -> SimpleNamespace:
-    """A stand-in Attempt with what the gateway reads."""
-    r = Request(next(_ids), prompt, out, priority=priority)
-    return SimpleNamespace(tenant=tenant, req=r, charged_tokens=0, stage=Stage.QUEUED)
+def att(tenant: str = "t", prompt: int = 100, priority: int = 0, out: int = 10) -> Attempt:
+    """An attempt held at the router, as the gateway sees it."""
+    spec = RequestSpec(prompt, out, priority=priority, tenant=tenant)
+    creq = ClientRequest(next(_ids), spec, 0.0, "default", None, True)
+    r = Request(creq.request_id, prompt, out, priority=priority)
+    a = Attempt(creq, 0, r, 0.0, tenant, out, stage=Stage.QUEUED)
+    creq.attempts.append(a)
+    return a
 
 
 def test_token_bucket_refills_to_one_minute_and_may_go_negative():

@@ -3,9 +3,8 @@ sees (its own counts, scraped gauges with staleness, health)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
+import simpy
 
 from simulator import simulate
 from simulator.cluster.router import (
@@ -19,18 +18,22 @@ from simulator.cluster.router import (
     RoundRobin,
 )
 from simulator.engine.request import Request
+from simulator.metrics.recorder import Recorder
+from simulator.run import build_fleet, resolve_pools
 from tests.cluster.helpers import scenario
 from tests.conftest import small_scenario
 
 
 def states(outstanding: list[int], kv: list[float] | None = None) -> list[ReplicaState]:
-    out = []
-    for i, o in enumerate(outstanding):
-        rep = SimpleNamespace(alive=True, pool=SimpleNamespace(tenants=None))
-        s = ReplicaState(rep, i, outstanding=o)  # type: ignore[arg-type]
+    """The router's view of real replicas (a fleet built from a scenario, not run)."""
+    sc = scenario(fleet={"replicas": len(outstanding)})
+    fleet = build_fleet(sc, simpy.Environment(), Recorder(), resolve_pools(sc),
+                        np.random.SeedSequence(0))
+    out = fleet.states
+    for i, s in enumerate(out):
+        s.outstanding = outstanding[i]
         if kv is not None:
             s.kv_usage = kv[i]
-        out.append(s)
     return out
 
 
