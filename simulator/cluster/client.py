@@ -96,7 +96,7 @@ class Clients:
         b = self.cfg.retry.budget
         if b is None:
             return
-        now = self.env.now
+        now = self.env._now
         self._tokens = min(b.burst, self._tokens + b.ratio + (now - self._t) * b.min_per_s)
         self._t = now
 
@@ -104,7 +104,7 @@ class Clients:
         b = self.cfg.retry.budget
         if b is None:
             return True
-        now = self.env.now
+        now = self.env._now
         self._tokens = min(b.burst, self._tokens + (now - self._t) * b.min_per_s)
         self._t = now
         if self._tokens >= 1.0:
@@ -155,11 +155,11 @@ class Clients:
             if done.triggered:
                 return
             r = att.req
-            if r.first_token_time < 0 or r.first_token_time + att.back_s > env.now:
+            if r.first_token_time < 0 or r.first_token_time + att.back_s > env._now:
                 self.fleet.cancel(att, names.R_FIRST_TOKEN_TIMEOUT)
                 return
         if total is not None:
-            left = att.start + total - env.now
+            left = att.start + total - env._now
             if left > 0:
                 yield done | env.timeout(left)
             if not done.triggered:
@@ -179,8 +179,8 @@ def open_loop(env: simpy.Environment, stream: OpenLoopStream, send: Callable[[Re
     for t, spec in zip(stream.times, stream.specs, strict=False):
         if until is not None and t > until:
             return
-        if t > env.now:
-            yield env.timeout(t - env.now)
+        if t > env._now:
+            yield env.timeout(t - env._now)
         send(spec)
 
 
@@ -195,7 +195,7 @@ def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], sub
     if start_s > 0:
         yield env.timeout(start_s)
     while True:
-        if until is not None and env.now >= until:
+        if until is not None and env._now >= until:
             return
         if budget is not None:
             if budget[0] <= 0:
@@ -211,12 +211,12 @@ def session_client(env: simpy.Environment, session: Session, submit: Submit,
                    until: float | None) -> Generator[simpy.Event, Any, None]:
     """Play one conversation: each turn after the previous response and its think time. A turn
     that finally fails ends the session."""
-    if session.start_s > env.now:
-        yield env.timeout(session.start_s - env.now)
+    if session.start_s > env._now:
+        yield env.timeout(session.start_s - env._now)
     for k in range(session.num_turns):
         if k and session.think_time_s[k] > 0:
             yield env.timeout(session.think_time_s[k])
-        if until is not None and env.now >= until:
+        if until is not None and env._now >= until:
             return
         creq = yield submit(session.make_turn(k))
         if isinstance(creq, ClientRequest) and creq.outcome != names.COMPLETED:
@@ -229,8 +229,8 @@ def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: 
     for s in sessions:
         if until is not None and s.start_s > until:
             return
-        if s.start_s > env.now:
-            yield env.timeout(s.start_s - env.now)
+        if s.start_s > env._now:
+            yield env.timeout(s.start_s - env._now)
         env.process(session_client(env, s, submit, until))
 
 

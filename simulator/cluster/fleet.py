@@ -209,7 +209,7 @@ class Fleet:
     def _up(self, rep: Replica) -> None:
         p = rep.pool
         self.recorder.replica_up(rep.id, p.name, p.model, p.gpu, p.tp, p.region, p.zone,
-                                 self.env.now)
+                                 self.env._now)
 
     def build(self) -> None:
         """Wire pools into router groups once every pool is added."""
@@ -329,7 +329,7 @@ class Fleet:
                 if sid is not None:
                     self._session_region[sid] = got
             region = got
-        creq = ClientRequest(self._next_cid, spec, env.now, region,
+        creq = ClientRequest(self._next_cid, spec, env._now, region,
                              env.event() if wait else None, auto)
         self._next_cid += 1
         self.recorder.arrived(creq)
@@ -339,10 +339,10 @@ class Fleet:
         """Start one attempt of ``creq``."""
         env = self.env
         spec = creq.spec
-        req = Request(self._next_eid, spec.prompt_len, spec.output_len, env.now, spec.priority,
+        req = Request(self._next_eid, spec.prompt_len, spec.output_len, env._now, spec.priority,
                       spec.prefix_hashes)
         self._next_eid += 1
-        att = Attempt(creq, len(creq.attempts), req, env.now, spec.tenant, spec.output_len)
+        att = Attempt(creq, len(creq.attempts), req, env._now, spec.tenant, spec.output_len)
         creq.attempts.append(att)
         self.recorder.attempt(att)
         if not creq.auto:
@@ -357,7 +357,7 @@ class Fleet:
 
     def finish(self, creq: ClientRequest, outcome: str, reason: str) -> None:
         """The client stops trying: record the request's end (that of its last attempt)."""
-        self.recorder.end(creq, outcome, reason, self.env.now)
+        self.recorder.end(creq, outcome, reason, self.env._now)
         if self._target is not None and self.recorder.num_ended >= self._target \
                 and self._stop is not None and not self._stop.triggered:
             self._stop.succeed()
@@ -383,10 +383,10 @@ class Fleet:
             self._att.pop(req.request_id, None)
         if stage != Stage.RETURNING:
             self._release(att, names.TIMED_OUT)
-            self.gateway.settle(att, self.env.now)
+            self.gateway.settle(att, self.env._now)
         att.stage = Stage.ENDED
         req.status = RequestStatus.FINISHED
-        self.recorder.attempt_end(att, names.TIMED_OUT, reason, self.env.now)
+        self.recorder.attempt_end(att, names.TIMED_OUT, reason, self.env._now)
 
     # ---- gateway and router --------------------------------------------------------------------
     def _at_gateway(self, att: Attempt) -> None:
@@ -404,7 +404,7 @@ class Fleet:
         served = self.cfg.routes.get(tenant, self._default_served)
         reason = validate(req, self._max_len[served])
         if reason is None:
-            reason = gw.admit(att, self.env.now)
+            reason = gw.admit(att, self.env._now)
         if reason is not None:
             self._server_end(att, names.REJECTED, reason)
             return
@@ -443,7 +443,7 @@ class Fleet:
         return st, g, why
 
     def _overloaded(self, att: Attempt, served: str, threshold: float) -> bool:
-        now = self.env.now
+        now = self.env._now
         for g in self._order[(served, att.creq.region)]:
             cands = g.candidates(att.tenant, now)
             if not cands:
@@ -455,7 +455,7 @@ class Fleet:
 
     def _pick_in(self, att: Attempt, served: str,
                  ) -> tuple[ReplicaState | None, Group | None, str]:
-        now = self.env.now
+        now = self.env._now
         order = self._order[(served, att.creq.region)]
         max_out = self.rcfg.max_outstanding_per_replica
         spill = self.cfg.spill_when_waiting_per_replica
@@ -495,7 +495,7 @@ class Fleet:
         cap = self.rcfg.output_cap
         if cap is None or att.max_tokens <= cap.max_tokens:
             return
-        cands = g.candidates(att.tenant, self.env.now)
+        cands = g.candidates(att.tenant, self.env._now)
         self._live(cands)
         if waiting_per_replica(cands) >= cap.when_waiting_per_replica:
             att.max_tokens = att.req.max_tokens = cap.max_tokens
@@ -548,7 +548,7 @@ class Fleet:
             return
         g.draining = True
         try:
-            now = self.env.now
+            now = self.env._now
             max_out = self.rcfg.max_outstanding_per_replica
             while True:
                 q = g.queue if len(g.queue) else next(
@@ -596,7 +596,7 @@ class Fleet:
         req.status = RequestStatus.WAITING
         dpool = prefill.pool.decode
         g = dpool.group
-        cands = g.candidates(att.tenant, self.env.now)
+        cands = g.candidates(att.tenant, self.env._now)
         if not cands:
             self._att.pop(req.request_id, None)
             att.stage = Stage.INBOUND
@@ -615,7 +615,7 @@ class Fleet:
             self._server_end(att, names.FAILED, names.R_UNREACHABLE)
             return
         att.stage = Stage.PENDING_DECODE
-        t0 = self.env.now
+        t0 = self.env._now
         dst.admit_remote(req, lambda r: self._start_transfer(att, t0))
 
     def _link(self, src: Replica) -> Link:
@@ -631,13 +631,13 @@ class Fleet:
         src = att.src
         assert src is not None
         nbytes = att.req.prompt_len * src.pool.kv_bytes_per_token
-        start = self.env.now
+        start = self.env._now
         att.transfer = self._link(src).start(nbytes, lambda: self._transfer_done(att, start))
 
     def _transfer_done(self, att: Attempt, start: float) -> None:
         if att.stage != Stage.TRANSFER:
             return
-        self.transfer_s.append(self.env.now - start)
+        self.transfer_s.append(self.env._now - start)
         att.transfer = None
         att.src = None
         att.stage = Stage.ENGINE
@@ -655,8 +655,8 @@ class Fleet:
             st.consecutive_failures += 1
             eject = self.rcfg.eject_after_failures
             if eject is not None and st.consecutive_failures >= eject \
-                    and self.env.now >= st.ejected_until:
-                st.ejected_until = self.env.now + self.rcfg.ejection_s
+                    and self.env._now >= st.ejected_until:
+                st.ejected_until = self.env._now + self.rcfg.ejection_s
                 st.consecutive_failures = 0
                 self.ejections += 1
                 self._later(self.rcfg.ejection_s, self._released, st)
@@ -671,7 +671,7 @@ class Fleet:
     def _server_end(self, att: Attempt, outcome: str, reason: str, blame: bool = True) -> None:
         """The serving side is done with the attempt; its answer travels back to the client."""
         self._release(att, outcome, blame)
-        now = self.env.now
+        now = self.env._now
         self.gateway.settle(att, now)
         if outcome == names.COMPLETED and att.group is not None:
             att.group.queue.served(att.tenant, att.req.num_output_tokens)
@@ -691,7 +691,7 @@ class Fleet:
         if att.stage == Stage.ENDED:
             return  # the client gave up meanwhile
         att.stage = Stage.ENDED
-        self.recorder.attempt_end(att, outcome, reason, self.env.now)
+        self.recorder.attempt_end(att, outcome, reason, self.env._now)
         creq = att.creq
         if creq.auto:
             self.finish(creq, outcome, reason)
@@ -705,7 +705,7 @@ class Fleet:
         if not rep.alive:
             return
         rep.crash()
-        self.recorder.replica_down(rep.id, self.env.now, reason)
+        self.recorder.replica_down(rep.id, self.env._now, reason)
         victims = [a for a in self._att.values() if a.replica is rep or a.src is rep]
         for a in victims:
             if a.stage == Stage.TRANSFER:
@@ -751,7 +751,7 @@ class Fleet:
         sample = self.recorder.sample
         states = self.states
         while True:
-            now = env.now
+            now = env._now
             for rep in self.replicas:
                 if rep.alive:
                     sample((now, rep.id, rep.num_running, rep.num_waiting, rep.kv_usage,

@@ -92,6 +92,8 @@ class Gateway:
         self.cfg = cfg
         self.fleet_waiting = fleet_waiting
         self.tenants: dict[str, TenantState] = {}
+        self._priority: dict[str, int | None] = {}
+        """Tenant → its policy's priority (None: the request's own)."""
         self.checks_limits = any(p.requests_per_min or p.tokens_per_min or p.daily_tokens
                                  for p in [cfg.default_tenant, *cfg.tenants.values()])
 
@@ -104,7 +106,8 @@ class Gateway:
         return self.cfg.api_keys.get(api_key)
 
     def priority(self, tenant: str, requested: int) -> int:
-        p = self.cfg.policy(tenant).priority
+        prio = self._priority  # NOTE: a tenant's policy is fixed for the run
+        p = prio[tenant] if tenant in prio else prio.setdefault(tenant, self.cfg.policy(tenant).priority)
         return requested if p is None else p
 
     def _state(self, tenant: str, now: float) -> TenantState:

@@ -265,7 +265,7 @@ class Replica:
                     yield self._wake
                     self._wake = None
                 if self.fast_path:
-                    start = env.now
+                    start = env._now
                     peek = env.peek()
                     idle = False
                     while True:
@@ -303,10 +303,10 @@ class Replica:
                         # SimPy call on the way.
                         yield StepEnd(env, start + fast.dt)
                         self._step = None
-                        self._finish_fast(fast, start, env.now)
+                        self._finish_fast(fast, start, env._now)
                         continue
                     self.sync()  # the step goes the ordinary way: apply every lazy request
-                    if start != env.now:
+                    if start != env._now:
                         yield StepEnd(env, start)  # ... when it starts
                 plan = sched.schedule()
                 if plan.is_empty and self.num_transferring:
@@ -323,7 +323,7 @@ class Replica:
                         f"(KV cache of {self.kv.num_blocks} blocks too small for the head request)")
                 if self.fast_path:
                     self._reseq()
-                start = env.now
+                start = env._now
                 for req, ctx in zip(plan.requests, plan.context_lens, strict=True):
                     if req.scheduled_time < 0 and ctx == req.num_cached_tokens:
                         req.scheduled_time = start
@@ -339,7 +339,7 @@ class Replica:
         self.busy_time += dt
         self.num_steps += 1
         produced, finished = sched.update(plan)
-        now = self.env.now
+        now = self.env._now
         token = self._token
         for req in produced:
             token(req, now)

@@ -25,7 +25,8 @@ def att(tenant: str = "t", prompt: int = 100, priority: int = 0, out: int = 10) 
     spec = RequestSpec(prompt, out, priority=priority, tenant=tenant)
     creq = ClientRequest(next(_ids), spec, 0.0, "default", None, True)
     r = Request(creq.request_id, prompt, out, priority=priority)
-    a = Attempt(creq, 0, r, 0.0, tenant, out, stage=Stage.QUEUED)
+    a = Attempt(creq, 0, r, 0.0, tenant, out)
+    a.stage = Stage.QUEUED
     creq.attempts.append(a)
     return a
 
