@@ -44,7 +44,7 @@ then the next event anywhere is looked up again. The replica then schedules its 
 nothing waiting) takes whole runs of steps in one loop (:meth:`_decode_run`), with the step time
 evaluated inline from ``decode_terms`` (else ``decode_seconds_fn``; the same number as
 ``predict_totals``). Only the step that reaches the next event is yielded, as a timeout at its
-absolute end time (:class:`StepEnd`): the clock reads exactly what step-by-step timeouts would
+absolute end time (:func:`step_end`): the clock reads exactly what step-by-step timeouts would
 have made it, and events at that time keep their order. A light replica between arrivals thus
 costs about a microsecond per step instead of an event. Why no one can see a replica ahead of the
 clock: it runs ahead only when nothing else is queued at or before the end of what it takes, so
@@ -64,8 +64,8 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
-from simulator.cluster.step_end import StepEnd
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
@@ -82,6 +82,26 @@ _NEVER = 1 << 62
 """A fast-path step index no run reaches."""
 TRIM_ENDS = 4096
 """Step end times kept before those no lazy request needs are dropped (:meth:`Replica._trim`)."""
+
+
+_new_timeout = simpy.Timeout.__new__
+
+
+def step_end(env: simpy.Environment, at: float) -> simpy.Timeout:
+    """A SimPy timeout that fires at the absolute time ``at``: the end of a fast-path step, which
+    may start after ``env.now`` when the replica ran ahead (``env.now + (at − env.now)`` need not
+    be ``at`` in floating point, and the clock must read exactly what step-by-step timeouts would
+    have made it)."""
+    # NOTE: SimPy's Timeout.__init__ done here (compiled, simulator._native: no Python frame),
+    # scheduled at ``at`` instead of now + delay.
+    ev = _new_timeout(simpy.Timeout)
+    ev.env = env
+    ev.callbacks = []
+    ev._value = None
+    ev._delay = at - env._now
+    ev._ok = True
+    heapq.heappush(env._queue, (at, NORMAL, next(env._eid), ev))
+    return ev
 
 
 class _Step:
@@ -301,13 +321,13 @@ class Replica:
                         self._step = fast
                         # NOTE: at start == now, the same time as env.timeout(fast.dt), with no
                         # SimPy call on the way.
-                        yield StepEnd(env, start + fast.dt)
+                        yield step_end(env, start + fast.dt)
                         self._step = None
                         self._finish_fast(fast, start, env._now)
                         continue
                     self.sync()  # the step goes the ordinary way: apply every lazy request
                     if start != env._now:
-                        yield StepEnd(env, start)  # ... when it starts
+                        yield step_end(env, start)  # ... when it starts
                 plan = sched.schedule()
                 if plan.is_empty and self.num_transferring:
                     # Disaggregated decode: every free block is reserved for KV still on the link
