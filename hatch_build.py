@@ -6,7 +6,7 @@ tests and benchmarks run from the checkout use them too — and puts them in the
 sources are unchanged since the last one (same SHA-256, mypy and Python) reuses it.
 
 Optional by design: ``SERVESIM_COMPILE=0`` skips it, and if compiling fails (no C compiler, say) the
-install goes on as pure Python with a one-line warning — same results, about half the speed.
+install goes on as pure Python with a one-line warning — same results, about 2.5× slower.
 """
 
 from __future__ import annotations
@@ -110,9 +110,11 @@ class NativeBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             built = compile_native(root)
         except (Exception, SystemExit) as exc:  # a compiler error, no compiler, ...
             msg = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+            if len(msg[0]) > 160:
+                msg[0] = msg[0][:160] + " …"
             self.app.display_warning(
                 f"servesim: compiling the engine failed ({msg[0]}); installing the pure-Python "
-                f"engine (same results, about half the speed). Set {COMPILE_ENV}=0 to skip.")
+                f"engine (same results, about 2.5× slower). Set {COMPILE_ENV}=0 to skip.")
             return
         self.app.display_info(f"servesim: compiled engine: {len(built) - 2} modules (mypyc)")
         build_data["pure_python"] = False

@@ -56,16 +56,19 @@ def main() -> None:
     n = args.requests
     times: dict[str, list[float]] = {"A": [], "B": []}
     steps: dict[str, int] = {}
+    engine: dict[str, str] = {}
     for _ in range(args.rounds):
         for key, root in roots.items():
             got = speed.run_child(args.case, n, True, root)
             times[key].append(got["cpu_s"])
             steps[key] = int(got["steps"])
+            engine[key] = got.get("engine", "pure Python")
     best = {k: min(v) for k, v in times.items()}
     print(f"{args.case}, {args.requests or 'default'} requests, {args.rounds} rounds (CPU s)")
     for key in ("A", "B"):
         print(f"  {key} {roots[key]}: best {best[key]:.3f}  mean {statistics.mean(times[key]):.3f}"
-              f"  runs {[round(t, 2) for t in times[key]]}  engine steps {steps[key]:,}")
+              f"  runs {[round(t, 2) for t in times[key]]}  engine steps {steps[key]:,}"
+              f"  ({engine[key]})")
     print(f"  B / A (best): {best['B'] / best['A']:.3f}")
     if steps["A"] != steps["B"]:
         print("  note: the two checkouts simulate different numbers of engine steps")

@@ -4,7 +4,7 @@ What this models: nothing of the serving path — it is how the simulator runs f
 :data:`MODULES` (the engine loop, scheduler, KV cache, step-time model, fleet, router, gateway,
 clients and recorder: everything a simulated request passes through) are plain, typed Python. The
 install (``pip install .``; the build hook ``hatch_build.py`` at the repository root) also compiles
-them with mypyc into C extensions next to their sources, about twice as fast and with identical
+them with mypyc into C extensions next to their sources, about 2.5× as fast and with identical
 results (``tests/test_native.py`` runs both and compares the frames bit for bit). Python imports an
 extension before a source file of the same name, so the compiled modules are used whenever they are
 there and current.
@@ -18,6 +18,14 @@ When they are not used, the simulator runs the sources — the same results, slo
   call one another directly and cannot be mixed with a newer source. Reinstall to compile again.
 
 :func:`status` says which it is; ``summary["sim"]["native"]`` records it for every run.
+
+What compiling asks of the code (all plain Python still): a compiled class cannot subclass a Python
+one (the WAITING queue, a ``deque``, lives in :mod:`simulator.engine.queues`); values must match
+their annotations (an ``int`` stored in a ``float`` field becomes a float — the recorder stores
+times as floats in both engines); constructors of per-request objects are written out (the one
+``@dataclass`` generates runs as Python); the compiled modules read SimPy's clock as ``env._now``,
+the attribute its ``now`` property returns, because a property is a Python call from compiled code.
+Work that is not per request (summaries over pandas frames) stays out of these modules.
 
 This module imports only the standard library: the build hook loads it by path before anything is
 installed.

@@ -75,6 +75,8 @@ def print_summary(summary: dict[str, Any]) -> None:
                f"{req['timed_out']} / {req.get('failed', 0)} / {req['in_flight']}")
     t2.add_row("simulated time / wall time",
                f"{sim['sim_time_s']:,.1f} s / {sim['wall_s']:.2f} s (seed {sim['seed']})")
+    if "native" in sim:
+        t2.add_row("simulator engine", sim["native"])
     con.print(t2)
 
 

@@ -32,7 +32,7 @@ def test_ab_compares_two_checkouts_on_the_same_run() -> None:
                "--rounds", "1", "--check-frames")
     lines = out.splitlines()
     assert lines[0].startswith("S1, 300 requests, 1 rounds")
-    steps = [line.split("engine steps ")[1] for line in lines[1:3]]
+    steps = [line.split("engine steps ")[1].split()[0] for line in lines[1:3]]
     assert steps[0] == steps[1] and int(steps[0].replace(",", "")) > 0  # same simulation
     assert "B / A (best):" in lines[3]
     assert "different numbers of engine steps" not in out
