@@ -21,8 +21,8 @@ When they are not used, the simulator runs the sources — the same results, slo
 
 What compiling asks of the code (all plain Python still): a compiled class cannot subclass a Python
 one (the WAITING queue, a ``deque``, lives in :mod:`simulator.engine.queues`); values must match
-their annotations (an ``int`` stored in a ``float`` field becomes a float — the recorder stores
-times as floats in both engines); constructors of per-request objects are written out (the one
+their annotations (an ``int`` stored in a ``float`` field becomes a float — so the simulation
+clock is a float from the start); constructors of per-request objects are written out (the one
 ``@dataclass`` generates runs as Python); the compiled modules read SimPy's clock as ``env._now``,
 the attribute its ``now`` property returns, because a property is a Python call from compiled code.
 Work that is not per request (summaries over pandas frames) stays out of these modules.

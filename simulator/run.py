@@ -335,7 +335,9 @@ def simulate(sc: Scenario) -> Results:
     pools = resolve_pools(sc)
     dep = pools[0].deployment
     eng = sc.engine
-    env = simpy.Environment()
+    # NOTE: a float clock from the start (SimPy's default is the int 0), so every time recorded
+    # is a float, as the compiled engine (simulator._native) stores it anyway.
+    env = simpy.Environment(initial_time=0.0)
     rec = Recorder(record_steps=sc.metrics.record_steps, record_itl=sc.metrics.record_itl)
     # One seed sequence, spawned per aspect: [0] workload, [1] fleet (random routing, client
     # regions), [2] clients (backoff jitter), [3] faults (MTBF).

@@ -106,8 +106,10 @@ class Gateway:
         return self.cfg.api_keys.get(api_key)
 
     def priority(self, tenant: str, requested: int) -> int:
-        prio = self._priority  # NOTE: a tenant's policy is fixed for the run
-        p = prio[tenant] if tenant in prio else prio.setdefault(tenant, self.cfg.policy(tenant).priority)
+        try:
+            p = self._priority[tenant]  # NOTE: a tenant's policy is fixed for the run
+        except KeyError:
+            p = self._priority[tenant] = self.cfg.policy(tenant).priority
         return requested if p is None else p
 
     def _state(self, tenant: str, now: float) -> TenantState:

@@ -131,7 +131,7 @@ class Policy(Protocol):
 class RoundRobin:
     """Cycle through the replicas in order."""
 
-    def __init__(self, states: Sequence[ReplicaState], **_kw: Any) -> None:
+    def __init__(self, states: Sequence[ReplicaState], **_: Any) -> None:
         self._next = 0
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
@@ -143,7 +143,7 @@ class RoundRobin:
 class Random:
     """Uniformly at random (the scenario's seeded generator)."""
 
-    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_kw: Any) -> None:
+    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_: Any) -> None:
         self.rng = rng
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
@@ -153,7 +153,7 @@ class Random:
 class PowerOfTwo:
     """Sample two distinct replicas, take the one with fewer outstanding requests."""
 
-    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_kw: Any) -> None:
+    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_: Any) -> None:
         self.rng = rng
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
@@ -168,7 +168,7 @@ class PowerOfTwo:
 class LeastOutstanding:
     """Fewest requests in flight (as the router counts them); ties go to the lowest index."""
 
-    def __init__(self, states: Sequence[ReplicaState] = (), **_kw: Any) -> None:
+    def __init__(self, states: Sequence[ReplicaState] = (), **_: Any) -> None:
         pass
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
@@ -182,7 +182,7 @@ class LeastOutstanding:
 class LeastKv:
     """Lowest scraped KV-cache usage; ties by outstanding requests, then index."""
 
-    def __init__(self, states: Sequence[ReplicaState] = (), **_kw: Any) -> None:
+    def __init__(self, states: Sequence[ReplicaState] = (), **_: Any) -> None:
         pass
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:

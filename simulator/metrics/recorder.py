@@ -408,7 +408,6 @@ class Recorder:
     def replica_up(self, replica: int, pool: str, model: str, gpu: str, tp: int, region: str,
                    zone: str, now: float) -> None:
         """A replica starts serving (at build, or back after a failure)."""
-        now = float(now)  # NOTE: SimPy's clock is the int 0 before the first event
         row = [replica, pool, model, gpu, tp, region, zone, now, np.nan, "", now]
         self._open_life[replica] = row
         self.lifetimes.append(row)
@@ -418,7 +417,7 @@ class Recorder:
         """An autoscaled replica's node was acquired (billing starts; it serves later, see
         :meth:`replica_ready`). ``key`` identifies the lifetime until it ends (``replica`` is −1
         until an engine is built)."""
-        row = [-1, pool, model, gpu, tp, region, zone, float(now), np.nan, "", np.nan]
+        row = [-1, pool, model, gpu, tp, region, zone, now, np.nan, "", np.nan]
         self._open_life[key] = row
         self.lifetimes.append(row)
 
@@ -429,12 +428,12 @@ class Recorder:
             if row[0] < 0:
                 row[0] = replica
             if row[10] != row[10]:  # NaN: first readiness
-                row[10] = float(now)
+                row[10] = now
 
     def replica_down(self, replica: int, now: float, reason: str) -> None:
         row = self._open_life.pop(replica, None)
         if row is not None:
-            row[8], row[9] = float(now), reason
+            row[8], row[9] = now, reason
 
     # ---- end of run ---------------------------------------------------------------------------
     @property
