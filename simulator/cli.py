@@ -26,58 +26,16 @@ def _fail(msg: str) -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from simulator.report.console import make_console
 
-    con = Console()
-    if not con.is_terminal:
-        con = Console(width=150)
-    return con
+    return make_console()
 
 
-def _fmt(v: Any, nd: int = 1) -> str:
-    return "—" if v is None else f"{v:,.{nd}f}"
+def print_summary(summary: dict[str, Any], res: Any = None) -> None:
+    """Render a run's summary as rich tables (simulator.report.console.render_run)."""
+    from simulator.report.console import render_run
 
-
-def print_summary(summary: dict[str, Any]) -> None:
-    """Render a run's summary as rich tables."""
-    from rich.table import Table
-
-    con = _console()
-    dep = summary.get("deployment", {})
-    req = summary["requests"]
-    sim = summary["sim"]
-    con.print(f"[bold]{summary.get('scenario', '')}[/]: {dep.get('model')} "
-              f"{dep.get('weight_dtype')} on {dep.get('gpu')} tp={dep.get('tp')}, "
-              f"KV cache {dep.get('kv_cache_gib_per_gpu')} GiB/GPU = "
-              f"{dep.get('kv_cache_tokens'):,} tokens; calibration: {dep.get('calibration')}")
-    t = Table(title="latency (ms)", show_edge=False)
-    t.add_column("metric")
-    for c in ("mean", "p50", "p90", "p99"):
-        t.add_column(c, justify="right")
-    for key, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"),
-                       ("e2e_ms", "E2E"), ("queue_ms", "queue")):
-        d = summary[key]
-        t.add_row(label, *(_fmt(d[c]) for c in ("mean", "p50", "p90", "p99")))
-    con.print(t)
-    th = summary["throughput"]
-    t2 = Table(title="throughput and engine", show_edge=False)
-    t2.add_column("metric")
-    t2.add_column("value", justify="right")
-    t2.add_row("requests/s", _fmt(th["requests_per_s"], 2))
-    t2.add_row("input tokens/s", _fmt(th["input_tokens_per_s"], 0))
-    t2.add_row("output tokens/s", _fmt(th["output_tokens_per_s"], 0))
-    t2.add_row("KV cache usage mean / max",
-               f"{summary['kv_cache_usage']['mean']:.1%} / {summary['kv_cache_usage']['max']:.1%}")
-    t2.add_row("preemptions", str(summary["preemptions"]))
-    t2.add_row("prefix cache hit rate", f"{summary['prefix_cache_hit_rate']:.1%}")
-    t2.add_row("requests arrived / completed / rejected / timed out / failed / in flight",
-               f"{req['arrived']} / {req['completed']} / {req['rejected']} / "
-               f"{req['timed_out']} / {req.get('failed', 0)} / {req['in_flight']}")
-    t2.add_row("simulated time / wall time",
-               f"{sim['sim_time_s']:,.1f} s / {sim['wall_s']:.2f} s (seed {sim['seed']})")
-    if "native" in sim:
-        t2.add_row("simulator engine", sim["native"])
-    con.print(t2)
+    render_run(summary, res)
 
 
 @app.command()
@@ -93,12 +51,22 @@ def run(
         "mean and 95% interval.")] = 1,
     plot_fleet: Annotated[Path | None, typer.Option(
         "--plot-fleet", help="Autoscaling: write the fleet time series plot (PNG) here.")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="Console output: 'table' (servesim's tables) or 'vllm-bench' (the block "
+        "`vllm bench serve` prints).")] = "table",
+    save_bench: Annotated[Path | None, typer.Option(
+        "--save-bench", help="Write the run's result JSON with the keys of `vllm bench serve "
+        "--save-result`.")] = None,
 ) -> None:
-    """Simulate one scenario and print its latency/throughput table."""
+    """Simulate one scenario and print latency, throughput, cost, SLO and autoscaling figures."""
     from simulator.config import load_scenario
     from simulator.run import simulate
 
+    if fmt not in ("table", "vllm-bench"):
+        _fail(f"--format {fmt!r}: expected 'table' or 'vllm-bench'")
     if replications > 1:
+        if fmt != "table" or save_bench is not None:
+            _fail("--format vllm-bench and --save-bench describe one run; drop --replications")
         from simulator.report.console import run_replicated
 
         run_replicated(scenario, set_ or [], seed, replications, out, as_json)
@@ -111,13 +79,25 @@ def run(
         return
     if out is not None:
         res.save(out)
+    bench = None
+    if fmt == "vllm-bench" or save_bench is not None:
+        from simulator.report.bench import bench_result, format_block
+        from simulator.report.bench import save_bench as write_bench
+
+        bench = bench_result(res)
+        if save_bench is not None:
+            write_bench(bench, save_bench)
     if as_json:
         typer.echo(json.dumps(res.summary, indent=2))
+    elif bench is not None and fmt == "vllm-bench":
+        typer.echo(format_block(bench))
     else:
-        print_summary(res.summary)
+        print_summary(res.summary, res)
         if out is not None:
             typer.echo(f"wrote {out}/summary.json, requests.parquet, steps.parquet, "
                        f"timeseries.parquet")
+    if save_bench is not None and not as_json:
+        typer.echo(f"wrote {save_bench}")
     if plot_fleet is not None:
         _write_fleet_plot(res.extra.get("fleet_timeseries"), plot_fleet, as_json)
 
