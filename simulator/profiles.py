@@ -23,7 +23,7 @@ import math
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -359,6 +359,11 @@ class Calibration(Strict):
     (~42–60% measured end to end on H100)."""
     kv_bw_efficiency_fp8: float = Field(default=0.55, gt=0, le=1)
     """As ``kv_bw_efficiency`` for an fp8 KV cache (the kernel dequantises on the fly)."""
+    attn_par_half: float = Field(default=0.0, ge=0)
+    """(decode sequence × KV head) pairs per rank at which the paged decode-attention kernel
+    reaches half of ``kv_bw_efficiency``: each (sequence, KV head) is one group of thread blocks,
+    so a batch with few of them (TP8 with one KV head per rank) leaves SMs idle, and one with
+    many streams at full speed. eff = kv_bw_efficiency × P / (P + attn_par_half). 0 = no law."""
     attn_latency_us: float = Field(default=10.0, ge=0)
     """Fixed time of one attention kernel call (one per layer per step), µs."""
     attn_per_seq_us: float = Field(default=0.02, ge=0)
@@ -411,6 +416,11 @@ class CalibrationProvenance(Strict):
     """Fit residual statistics (e.g. median |rel error| on the fit set)."""
     validation: dict[str, float] = Field(default_factory=dict)
     """Error on held-out data (suite → median |error| %)."""
+    regime: dict[str, Any] = Field(default_factory=dict)
+    """The step shapes the fit data covered: ``running_seqs`` and ``tokens_per_step`` ([min,
+    max] sequences and tokens in one step), ``context`` ([min, max] tokens per sequence), ``tp``
+    (tensor-parallel sizes) and ``source`` (which data). A run reports how much of it lay outside
+    (``summary["regime"]``, :mod:`simulator.metrics.regime`)."""
 
 
 class CalibrationProfile(Strict):

@@ -36,6 +36,7 @@ from simulator.engine.step_time import RooflineStepTime, StepTimeModel
 from simulator.errors import ConfigError
 from simulator.metrics import names
 from simulator.metrics.recorder import Recorder
+from simulator.metrics.regime import regime_summary
 from simulator.metrics.summary import fleet_summary, post_summary, summarize
 from simulator.profiles import (
     Calibration,
@@ -63,6 +64,8 @@ class Deployment:
     memory: MemoryBudget
     calibration: Calibration
     calibration_source: str
+    calibration_regime: dict[str, Any] = field(default_factory=dict)
+    """The step shapes the calibration's fit data covered (its ``provenance.regime``)."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -165,7 +168,12 @@ def resolve_deployment(sc: Scenario) -> Deployment:
             f"(room for {mem.max_tokens} tokens); lower max_model_len to <= {mem.max_tokens} "
             f"or raise tp / gpu_memory_utilization")
     cal, source = resolve_calibration(sc, gpu)
-    return Deployment(model, gpu, tp, wdt, kvdt, max_len, mem, cal, source)
+    regime: dict[str, Any] = {}
+    if sc.step_time.backend == "roofline" and sc.step_time.calibration != "prior":
+        choice = sc.step_time.calibration
+        found = find_calibration(gpu.name, None if choice == "auto" else choice)
+        regime = dict(found.provenance.regime) if found is not None else {}
+    return Deployment(model, gpu, tp, wdt, kvdt, max_len, mem, cal, source, regime)
 
 
 def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str]:
@@ -410,6 +418,9 @@ def simulate(sc: Scenario) -> Results:
     fleet_extra["retries_denied_by_budget"] = clients.retries_denied
     summary["fleet"] = fleet_summary(requests, attempts, replicas, sc.metrics.warmup_s, fleet_extra)
     summary["deployment"] = dep.describe()
+    summary["regime"] = regime_summary(
+        samples, calibration=dep.calibration_source, regime=dep.calibration_regime, tp=dep.tp,
+        max_num_batched_tokens=sc.engine.max_num_batched_tokens, max_model_len=dep.max_model_len)
     summary["scenario"] = sc.name
     summary["sim"]["wall_s"] = time.perf_counter() - wall0
     res = Results(sc, dep, requests, steps, samples, itl, summary,

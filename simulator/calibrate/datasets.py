@@ -711,6 +711,25 @@ def rocm_mi300x_throughput() -> pd.DataFrame:
     return _rocm_throughput(_root()).copy()
 
 
+MLPERF_DIR = ("benchmarks", "mlperf")
+
+
+@functools.lru_cache(maxsize=1)
+def _mlperf(root: str) -> pd.DataFrame:
+    return pd.read_csv(_path(root, *MLPERF_DIR, "results.csv"))
+
+
+def mlperf_results() -> pd.DataFrame:
+    """MLPerf Inference v5.0 open-division vLLM results (Krai; ``benchmarks/mlperf/results.csv``):
+    one row per (system, model, scenario) with the engine flags (``max_num_seqs``,
+    ``max_num_batched_tokens``, ``gpu_memory_utilization``, ``tensor_parallel`` ×
+    ``data_parallel``), ``tokens_per_s`` (output tokens/s of the whole system: Offline "Tokens per
+    second", Server "Completed tokens per second"), ``server_target_qps``, TTFT/TPOT mean, p50,
+    p90, p99 (ms, Server only), ``samples_issued`` and the accuracy run's
+    ``accuracy_run_tokens_per_sample`` (mean output tokens per sample)."""
+    return _mlperf(_root()).copy()
+
+
 # --------------------------------------------------------------------------------------------
 # 5. LLM-Inference-Bench
 # --------------------------------------------------------------------------------------------

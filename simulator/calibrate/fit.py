@@ -109,6 +109,7 @@ from simulator.profiles import (
     GpuProfile,
     ModelProfile,
     data_root,
+    find_calibration,
     list_models,
     load_gpu,
     load_model,
@@ -143,6 +144,11 @@ MI300X_FAMILY = "0.8"
 #: Fit the dense-GEMM size law and the FP8 activation-quantisation kernel (``gemm_nk_half*``,
 #: ``fp8_act_quant*``); False keeps the single-efficiency GEMM model.
 SIZED_GEMMS = True
+#: Fit the decode-attention kernel's parallelism law (``attn_par_half``: bandwidth efficiency
+#: grows with sequences × KV heads per rank); False keeps one efficiency per KV dtype. Without it
+#: the H200 0.14 fit left large decode batches with 4–8 KV heads per rank 25–40 % too slow and
+#: those with one KV head (TP8) 25 % too fast.
+DECODE_PARALLELISM = True
 #: Fit ``moe_*_fp4`` on the MXFP4 (W4A16) fused-MoE rows; False leaves 4-bit experts on the bf16
 #: MoE coefficients.
 FP4_MOE = True
@@ -513,7 +519,7 @@ def fit_attention(gpu: GpuProfile, ctx: pd.DataFrame, gen: pd.DataFrame,
         return {"b": b, "s": s, "fp8": (df["kv_cache_dtype"] == "fp8").to_numpy(),
                 "fpp": 4.0 * df["num_heads"].to_numpy(float) * df["head_dim"].to_numpy(float),
                 "kvpt": 2.0 * df["num_kv_heads"].to_numpy(float) * df["head_dim"].to_numpy(float)
-                * kvb}
+                * kvb, "kvh": df["num_kv_heads"].to_numpy(float)}
 
     ca, ga = arrays(c_sel, "seq_len"), arrays(g_sel, "kv_len")
     n_c = len(c_sel)
@@ -528,6 +534,9 @@ def fit_attention(gpu: GpuProfile, ctx: pd.DataFrame, gen: pd.DataFrame,
             efficiency=c.attn_efficiency, kv_half=c.attn_kv_half, hbm_bps=hbm,
             kv_bw_efficiency=kve)
         kvg = np.where(ga["fp8"], c.kv_bw_efficiency_fp8, c.kv_bw_efficiency)
+        if c.attn_par_half > 0:  # the decode kernel's parallelism law (RooflineStepTime)
+            par = ga["b"] * ga["kvh"]
+            kvg = kvg * par / (par + c.attn_par_half)
         t_g = lat + c.attn_per_seq_us * US * ga["b"] + decode_attention_seconds(
             ga["b"] * ga["s"], flops_per_pair=ga["fpp"],
             kv_bytes_per_token=ga["kvpt"], peak_flops=bf16,
@@ -542,6 +551,9 @@ def fit_attention(gpu: GpuProfile, ctx: pd.DataFrame, gen: pd.DataFrame,
     params = [Param("attn_efficiency", 0.1, 1.0), Param("attn_kv_half", 1.0, 8192.0),
               Param("kv_bw_efficiency", 0.1, 1.0), Param("kv_bw_efficiency_fp8", 0.1, 1.0),
               Param("attn_latency_us", 0.5, 100.0), Param("attn_per_seq_us", 0.0, 1.0)]
+    if DECODE_PARALLELISM:
+        start = start.model_copy(update={"attn_par_half": start.attn_par_half or 32.0})
+        params.append(Param("attn_par_half", 0.1, 4096.0))
     res = fit_params(params, start, predict, meas, weights=w, tag="attention")
     res.residuals.update(residual_stats(res.rel_errors[:n_c], "prefill_attention"))
     res.residuals.update(residual_stats(res.rel_errors[n_c:], "decode_attention"))
@@ -815,10 +827,12 @@ def static_latency(case: StaticCase, gpu: GpuProfile, cal: Calibration) -> float
 
 
 def _make_case(gpu: GpuProfile, source: str, model: str, tp: int, wdt: str, kvdt: str, batch: int,
-               inp: int, out: int, lat: float, version: str = "") -> StaticCase:
+               inp: int, out: int, lat: float, version: str = "",
+               max_num_batched_tokens: int = STATIC_MAX_BATCHED_TOKENS) -> StaticCase:
     m = load_model(model)
-    blocks = _kv_blocks(m, gpu, tp, wdt, kvdt, batch, STATIC_MAX_BATCHED_TOKENS)
-    feats = static_batch_steps(batch, inp, out, num_blocks=blocks)
+    blocks = _kv_blocks(m, gpu, tp, wdt, kvdt, batch, max_num_batched_tokens)
+    feats = static_batch_steps(batch, inp, out, num_blocks=blocks,
+                               max_num_batched_tokens=max_num_batched_tokens)
     return StaticCase(source, model, tp, wdt, kvdt, batch, inp, out, lat, feats, version)
 
 
@@ -857,6 +871,36 @@ def rocm_cases(gpu: GpuProfile, versions: Sequence[str], used: list[str]) -> lis
                        "fp8", "fp8", int(r["batch_size"]), int(r["input_len"]),
                        int(r["output_len"]), float(r["latency_s"]), str(r["vllm_version"]))
             for r in df.to_dict("records")]
+
+
+#: ``--max-num-batched-tokens`` of the ROCm README's benchmark_throughput command.
+ROCM_THROUGHPUT_BATCHED_TOKENS = 131072
+
+
+def rocm_throughput_cases(gpu: GpuProfile, versions: Sequence[str],
+                          used: list[str]) -> list[StaticCase]:
+    """ROCm dev-docker MI300X offline throughput rows measured under ``versions``, as static
+    batches: ``num_prompts`` prompts at t = 0 with ``max_num_seqs`` = prompts (every row), whose
+    elapsed time is the prompts' total tokens over the README's tokens/s (read as total, prompt +
+    output, tokens/s: :mod:`simulator.calibrate.validate_load`). These are the fit's
+    hundreds-to-thousands of running sequences, where compute efficiency and per-sequence costs
+    separate from the bandwidth terms the fixed-batch latencies pin."""
+    df = ds.rocm_mi300x_throughput()
+    df = df[df["vllm_version"].isin(list(versions)) & df["latest_in_version"]
+            & ~df["carried_over"] & (df["num_prompts"] == df["max_num_seqs"])].sort_values(
+        ["vllm_version", "model", "input_len", "output_len", "num_prompts"], kind="stable")
+    rel = "calibration/rocm-vllm-devdocker/mi300x_devdocker_throughput_dedup.csv"
+    if rel not in used:
+        used.append(rel)
+    out = []
+    for r in df.to_dict("records"):
+        n, i, o = int(r["num_prompts"]), int(r["input_len"]), int(r["output_len"])
+        elapsed = n * (i + o) / float(r["throughput_tok_s"])
+        out.append(_make_case(gpu, "rocm-vllm-devdocker-throughput", ROCM_MODELS[str(r["model"])],
+                              int(r["tp"]), "fp8", "fp8", n, i, o, elapsed,
+                              str(r["vllm_version"]),
+                              max_num_batched_tokens=ROCM_THROUGHPUT_BATCHED_TOKENS))
+    return out
 
 
 class _StaticPredictor:
@@ -1067,8 +1111,25 @@ def fit_nvidia(gpu_name: str, overhead_from: CalibrationProfile | None = None,
     prof = CalibrationProfile(
         gpu=gpu.name, vllm_family=family, coefficients=_rounded(cal),
         provenance=CalibrationProvenance(method=method, data=used, commit="; ".join(commits),
-                                         date=_today(), residuals=residuals, validation={}))
+                                         date=_today(), residuals=residuals, validation={},
+                                         regime=kernel_regime(gpu.name, version)))
     return GpuFit(prof, notes)
+
+
+def kernel_regime(gpu_name: str, version: str) -> dict[str, Any]:
+    """The step shapes an NVIDIA kernel fit covered (``CalibrationProvenance.regime``): the
+    decode batches and KV lengths of the generation-attention table, the GEMM rows' M ≤ 16384
+    (tokens per step), TP 1 and the all-reduce group sizes."""
+    gen = ds.aiconfigurator_kernels(gpu_name, "generation_attention",
+                                    table_version(gpu_name, "generation_attention", version),
+                                    collapse_repeats=True)
+    gen = gen[gen["batch_size"] <= 1024]
+    return {"running_seqs": [1, int(gen["batch_size"].max())],
+            "tokens_per_step": [1, 16384],
+            "context": [int(gen["kv_len"].min()), int(gen["kv_len"].max())],
+            "tp": [1, 2, 4, 8],
+            "source": f"aiconfigurator vLLM {version} kernel tables (end-to-end CPU overheads: "
+                      f"see method)"}
 
 
 #: MI300X priors (centres of the log-normal prior terms) and bounds: published achievable
@@ -1085,48 +1146,105 @@ MI300X_PARAMS = (
     Param("layer_overhead_us", 0.0, 100.0, prior=15.0),
     Param("step_overhead_us", 200.0, 10000.0, prior=1500.0),
     Param("per_seq_overhead_us", 0.0, 200.0, prior=20.0),
+    # NOTE: identified by the throughput rows' 131072-token prefill steps (GB-sized all-reduces).
+    Param("allreduce_bw_efficiency", 0.1, 0.95, prior=0.5),
 )
 #: MI300X coefficients fixed at these values (not identifiable from fixed-batch latency).
 MI300X_FIXED = {"gemm_efficiency": 0.54, "gemm_latency_us": 6.0, "attn_latency_us": 12.0,
-                "allreduce_bw_efficiency": 0.5, "kv_bw_efficiency": 0.5}
+                "kv_bw_efficiency": 0.5, "attn_efficiency": 0.4}
+#: MI300X compute units / H100 SXM streaming multiprocessors (AMD CDNA3 and NVIDIA H100 docs).
+MI300X_CU_PER_SM = 304 / 132
+#: The GEMM shape law of the H100 kernel fit, carried to MI300X as a DERIVED PRIOR (its data has
+#: no kernel tables): the weight-matrix size at half efficiency scales with the compute units a
+#: GEMM must fill with output tiles (304 CUs against 132 SMs); the small-M half point and vLLM's
+#: FP8 activation-quantisation kernel (ops.scaled_fp8_quant, the same on ROCm) are carried as
+#: they are. Without it one efficiency serves TP8's skinny per-GPU shapes (N·K ≈ 8–60 M) and TP1's
+#: large ones alike, and the TP8-only fit data set it for the skinny ones.
+MI300X_SHAPE_FROM = ("H100-SXM", "0.24")
+#: Share of the MI300X fit's weight on the offline-throughput rows (the rest on the fixed-batch
+#: latencies); 0 keeps them out of the fit (their residuals are still reported).
+MI300X_THROUGHPUT_WEIGHT = 0.5
 
 
-def fit_mi300x() -> GpuFit:
+def mi300x_shape_prior(ref: CalibrationProfile | None = None) -> dict[str, Any]:
+    """The GEMM shape coefficients of ``ref`` (default: the committed
+    :data:`MI300X_SHAPE_FROM` file), sizes scaled by :data:`MI300X_CU_PER_SM` (empty when there
+    is none)."""
+    ref = ref or find_calibration(*MI300X_SHAPE_FROM)
+    if ref is None:
+        return {}
+    c = ref.coefficients
+    return {"gemm_nk_half": _round(c.gemm_nk_half * MI300X_CU_PER_SM),
+            "gemm_nk_half_fp8": _round(c.gemm_nk_half_fp8 * MI300X_CU_PER_SM),
+            "gemm_m_half": c.gemm_m_half, "fp8_act_quant": c.fp8_act_quant,
+            "fp8_act_quant_latency_us": c.fp8_act_quant_latency_us}
+
+
+def fit_mi300x(shape_from: CalibrationProfile | None = None) -> GpuFit:
+    """MI300X on the ROCm dev-docker tables (see the method text below); ``shape_from``: the
+    H100 kernel fit whose GEMM shape law is carried over (default: the committed file)."""
     gpu = load_gpu("MI300X")
     used: list[str] = []
-    cases = rocm_cases(gpu, MI300X_FIT_VERSIONS, used)
-    start = Calibration().model_copy(update=MI300X_FIXED)
+    lat_cases = rocm_cases(gpu, MI300X_FIT_VERSIONS, used)
+    tput_cases = rocm_throughput_cases(gpu, MI300X_FIT_VERSIONS, used)
+    cases = lat_cases + tput_cases
+    start = Calibration().model_copy(update={**MI300X_FIXED, "allreduce_bw_efficiency": 0.5,
+                                             **mi300x_shape_prior(shape_from)})
     pred = _StaticPredictor(cases, gpu)
     meas = np.array([c.latency_s for c in cases])
-    res = fit_params(MI300X_PARAMS, start, pred, meas, tag="e2e")
+    # Each table counts as much as the other, whatever its row count.
+    n_lat = len(lat_cases)
+    w_tput = MI300X_THROUGHPUT_WEIGHT
+    w = np.concatenate([np.full(n_lat, (1 - w_tput) / max(n_lat, 1)),
+                        np.full(len(tput_cases), w_tput / max(len(tput_cases), 1))])
+    params = tuple(p for p in MI300X_PARAMS if p.name not in MI300X_FIXED and (
+        w_tput > 0 or p.name != "allreduce_bw_efficiency"))
+    res = fit_params(params, start, pred, meas, weights=w, tag="e2e")
     cal = start.model_copy(update=res.values)
     residuals = dict(res.residuals)
+    residuals.update(residual_stats(res.rel_errors[:n_lat], "latency"))
+    residuals.update(residual_stats(res.rel_errors[n_lat:], "throughput"))
     for v in MI300X_FIT_VERSIONS:
         i = np.array([c.version == v for c in cases])
         residuals.update(residual_stats(res.rel_errors[i], f"e2e_{v}"))
     priors = ", ".join(f"{p.name}~{p.prior:g}" for p in MI300X_PARAMS)
     fixed = ", ".join(f"{k}={v:g}" for k, v in MI300X_FIXED.items())
     method = (f"Maximum a-posteriori fit (bounded Nelder-Mead on log(pred/measured) plus log-normal "
-              f"priors, sigma 0.5) on ROCm vLLM dev-docker MI300X fixed-batch latencies "
-              f"(benchmark_latency: Llama-3.1-70B/405B-Instruct-FP8-KV, fp8 weights and KV, TP8, "
-              f"batch 1-128, input 128/2048, output 2048; rows first shown under their version, "
-              f"newest value per version). FIT SET: vLLM {', '.join(MI300X_FIT_VERSIONS)}; HELD OUT "
-              f"for validation: vLLM 0.9.0.1, 0.9.1, 0.10.0. Each latency is the sum of the step "
-              f"times of the batch replayed through the simulator's scheduler (max_num_batched_tokens "
-              f"{STATIC_MAX_BATCHED_TOKENS}, max_num_seqs = batch). Priors: {priors}; "
-              f"weight_bw_efficiency is bounded at 0.9 (the data alone would take ~0.98: batch-1 "
-              f"decode here is latency-bound, so the term is weakly determined). Fixed (not "
-              f"identifiable from these runs): {fixed}; the MoE, GEMM small-M and attention-shape "
-              f"coefficients keep the GPU-independent priors. LLM-Inference-Bench MI300X vLLM rows "
-              f"(bf16, 2024 ROCm vLLM) were checked and not used: they run 2-8x slower than this "
-              f"fit predicts (median |error| ~68%), inconsistent with the dev-docker data.")
+              f"priors, sigma 0.5) on ROCm vLLM dev-docker MI300X data (Llama-3.1-70B/405B-Instruct-"
+              f"FP8-KV, fp8 weights and KV, TP8; rows first shown under their version, newest value "
+              f"per version), two tables weighted {1 - w_tput:g} / {w_tput:g}: fixed-batch latencies "
+              f"(benchmark_latency, batch 1-128, input 128/2048, output 2048) and offline throughput "
+              f"(benchmark_throughput, 500-3200 prompts at once with max_num_seqs = prompts, "
+              f"max_num_batched_tokens {ROCM_THROUGHPUT_BATCHED_TOKENS}; the README's tokens/s read "
+              f"as total tokens/s, elapsed = prompts x (input + output) / tokens/s). The throughput "
+              f"rows are the hundreds-to-thousands of running sequences where compute efficiency and "
+              f"per-sequence cost separate from the bandwidth terms. FIT SET: vLLM "
+              f"{', '.join(MI300X_FIT_VERSIONS)}; HELD OUT for validation: vLLM 0.9.0.1, 0.9.1, "
+              f"0.10.0 (suites rocm-mi300x and rocm-throughput). Each case is the sum of the step "
+              f"times of the batch replayed through the simulator's scheduler. Priors: {priors}; "
+              f"weight_bw_efficiency is bounded at 0.9. GEMM shape law: DERIVED PRIOR from "
+              f"{MI300X_SHAPE_FROM[0]}__vllm-{MI300X_SHAPE_FROM[1]} (gemm_nk_half*, scaled by "
+              f"304 CUs / 132 SMs; gemm_m_half and the FP8 activation-quantisation kernel as they "
+              f"are), so TP8's skinny per-GPU GEMMs and TP1's large ones get their own efficiency. "
+              f"Fixed (not identifiable from these runs): {fixed}; the MoE coefficients keep the "
+              f"GPU-independent priors. LLM-Inference-Bench MI300X vLLM rows (bf16, 2024 ROCm vLLM) "
+              f"were checked and not used: they run 2-8x slower than the ROCm data imply, "
+              f"inconsistent with it.")
+    regime = {"running_seqs": [1, max(c.batch for c in cases)],
+              "tokens_per_step": [1, ROCM_THROUGHPUT_BATCHED_TOKENS],
+              "context": [min(c.input_len for c in cases),
+                          max(c.input_len + c.output_len for c in cases)],
+              "tp": sorted({c.tp for c in cases}),
+              "source": "ROCm dev-docker fixed-batch latencies (batch 1-128) and offline "
+                        "throughput (500-3200 prompts), vLLM " + ", ".join(MI300X_FIT_VERSIONS)}
     prof = CalibrationProfile(
         gpu=gpu.name, vllm_family=MI300X_FAMILY, coefficients=_rounded(cal),
         provenance=CalibrationProvenance(
             method=method, data=used,
             commit=f"rocm-vllm-devdocker@{_commit('calibration/rocm-vllm-devdocker')}",
-            date=_today(), residuals=residuals, validation={}))
-    return GpuFit(prof, [f"{len(cases)} ROCm latencies of vLLM {', '.join(MI300X_FIT_VERSIONS)}"])
+            date=_today(), residuals=residuals, validation={}, regime=regime))
+    return GpuFit(prof, [f"{n_lat} ROCm latencies and {len(tput_cases)} offline throughputs of "
+                         f"vLLM {', '.join(MI300X_FIT_VERSIONS)}"])
 
 
 #: Published max-achievable GEMM fractions (ROCm blogs, "measuring max achievable FLOPs" part 2;
@@ -1151,7 +1269,8 @@ def derive_mi325x(mi300x: CalibrationProfile) -> GpuFit:
         gpu="MI325X", vllm_family=mi300x.vllm_family, coefficients=cal,
         provenance=CalibrationProvenance(method=method, data=list(mi300x.provenance.data),
                                          commit=mi300x.provenance.commit, date=_today(),
-                                         residuals={}, validation={}))
+                                         residuals={}, validation={},
+                                         regime=dict(mi300x.provenance.regime)))
     return GpuFit(prof, [f"derived from {mi300x.gpu}"])
 
 
@@ -1519,6 +1638,7 @@ def fit_all(gpus: Sequence[str] | None = None) -> list[GpuFit]:
     fits: dict[str, GpuFit] = {}
     extra: dict[str, GpuFit] = {}
     older = older_families(want)
+    h100: GpuFit | None = None
     if "H100-SXM" in want or "H200-SXM" in want:
         h100 = fit_nvidia("H100-SXM")
         nv = {"H100-SXM": h100}
@@ -1532,7 +1652,8 @@ def fit_all(gpus: Sequence[str] | None = None) -> list[GpuFit]:
             else:
                 fits[g] = f
     if "MI300X" in want or "MI325X" in want:
-        mi = fit_mi300x()
+        # The MI300X GEMM shape prior comes from this run's H100 kernel fit when there is one.
+        mi = fit_mi300x(h100.profile if h100 is not None else None)
         if "MI300X" in want:
             fits["MI300X"] = mi
         if "MI325X" in want:

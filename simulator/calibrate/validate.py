@@ -132,6 +132,7 @@ import pandas as pd
 import typer
 
 from simulator.calibrate import datasets as ds
+from simulator.calibrate import validate_load as vl
 from simulator.config import (
     ClosedLoopArrivals,
     EngineConfig,
@@ -147,7 +148,8 @@ from simulator.config import (
 )
 from simulator.errors import ConfigError, safe_load
 
-SUITES: tuple[str, ...] = ("silicon-dense", "silicon-moe", "dstack-405b", "rocm-mi300x")
+SUITES: tuple[str, ...] = ("silicon-dense", "silicon-moe", "dstack-405b", "rocm-mi300x",
+                           "rocm-throughput", "mlperf")
 """Validation suites, in report order."""
 
 BENCH_WAVES = 10
@@ -190,11 +192,12 @@ METRIC_LABELS: dict[str, str] = {
     "ttft_p99": "TTFT p99", "tpot_mean": "TPOT mean", "itl_mean": "ITL mean",
     "itl_p50": "ITL p50", "itl_p90": "ITL p90", "itl_p99": "ITL p99",
     "throughput": "output tok/s", "latency": "batch latency",
+    "tpot_p99": "TPOT p99",
 }
 METRIC_UNITS: dict[str, str] = {
     "ttft_mean": "ms", "ttft_p50": "ms", "ttft_p90": "ms", "ttft_p99": "ms", "tpot_mean": "ms",
     "itl_mean": "ms", "itl_p50": "ms", "itl_p90": "ms", "itl_p99": "ms", "throughput": "tok/s",
-    "latency": "s",
+    "latency": "s", "tpot_p99": "ms",
 }
 
 #: silicon ``model`` → (suite, servesim model profile).
@@ -284,7 +287,7 @@ class Case:
     gpu: str
     point_id: str
     label: str
-    kind: Literal["closed_loop", "replay", "offline"]
+    kind: Literal["closed_loop", "replay", "offline", "throughput"]
     scenario: Scenario
     measured: dict[str, float]
     fast: bool = False
@@ -306,6 +309,8 @@ class Case:
         wl = self.scenario.workload
         if self.kind == "replay":
             return 20_000.0
+        if self.kind == "throughput":
+            return 200_000.0
         osl = wl.output_len.value if isinstance(wl.output_len, FixedLength) else 1000
         isl = wl.input_len.value if isinstance(wl.input_len, FixedLength) else 1000
         n = wl.num_requests or 1
@@ -358,6 +363,8 @@ class Report:
     calibrations: list[str]
     ttft_bracket: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Closed-loop TTFT against its [ramped, lock-step] bracket (:func:`summarize_ttft_bracket`)."""
+    regime_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """:func:`summarize_errors` per load regime (running sequences per GPU)."""
 
     def to_json(self) -> dict[str, Any]:
         """Everything as plain JSON types (NaN → null)."""
@@ -367,6 +374,7 @@ class Report:
             "calibrations": self.calibrations,
             "summary": _records(self.summary),
             "ttft_bracket": _records(self.ttft_bracket),
+            "by_regime": _records(self.regime_summary),
             "gate": gate_block(self.fast_summary),
             "notes": self.notes,
             "skipped": [asdict(s) for s in self.skipped],
@@ -420,34 +428,46 @@ def closed_loop_throughput(concurrency: int, osl: int, ttft_ms: float, tpot_ms: 
     return concurrency * osl / e2e_s if e2e_s > 0 else float("nan")
 
 
-def summarize_errors(points: Sequence[PointResult]) -> pd.DataFrame:
-    """Per suite, GPU and metric: n, median and p90 of |error| %, median signed error (bias),
-    target and status, over the points not excluded."""
+def point_regime(p: PointResult) -> str:
+    """The load regime a point ran at (:func:`validate_load.load_regime` of its simulated running
+    sequences per GPU)."""
+    return vl.load_regime(float(p.predicted.get("running_per_gpu", float("nan"))))
+
+
+def summarize_errors(points: Sequence[PointResult], by_regime: bool = False) -> pd.DataFrame:
+    """Per suite, GPU (and with ``by_regime`` load regime) and metric: n, median and p90 of
+    |error| %, median signed error (bias), target and status, over the points not excluded."""
     rows: list[dict[str, Any]] = []
-    keyed: dict[tuple[str, str, str], list[float]] = {}
+    keyed: dict[tuple[str, str, str, str], list[float]] = {}
     for p in points:
         if p.excluded:
             continue
+        regime = point_regime(p) if by_regime else ""
         for metric, err in p.error_pct.items():
             if math.isfinite(err):
-                keyed.setdefault((p.suite, p.gpu, metric), []).append(err)
+                keyed.setdefault((p.suite, p.gpu, regime, metric), []).append(err)
     order = {s: i for i, s in enumerate(SUITES)}
     metric_order = {m: i for i, m in enumerate(METRIC_LABELS)}
-    for (suite, gpu, metric), errs in sorted(
+    regime_order = {label: i for i, (label, _) in enumerate(vl.REGIMES)}
+    for (suite, gpu, regime, metric), errs in sorted(
             keyed.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1],
-                                           metric_order.get(kv[0][2], 99))):
+                                           regime_order.get(kv[0][2], 99),
+                                           metric_order.get(kv[0][3], 99))):
         a = np.abs(np.asarray(errs))
         med = float(np.median(a))
         target = TARGETS.get(metric)
-        rows.append({
-            "suite": suite, "gpu": gpu, "metric": metric, "n": len(errs),
+        row: dict[str, Any] = {"suite": suite, "gpu": gpu}
+        if by_regime:
+            row["regime"] = regime or "?"
+        rows.append(row | {
+            "metric": metric, "n": len(errs),
             "median_abs_err": med, "p90_abs_err": float(np.percentile(a, 90)),
             "bias": float(np.median(errs)),
             "target": target,
             "status": "" if target is None else ("pass" if med <= target else "miss"),
         })
-    cols = ["suite", "gpu", "metric", "n", "median_abs_err", "p90_abs_err", "bias", "target",
-            "status"]
+    cols = ["suite", "gpu", *(["regime"] if by_regime else []), "metric", "n", "median_abs_err",
+            "p90_abs_err", "bias", "target", "status"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -726,10 +746,14 @@ def _dist(prefix: str, a: np.ndarray) -> dict[str, float]:
 
 
 def build_dstack() -> tuple[list[Case], list[Skipped], list[str]]:
-    """Cases of ``dstack-405b``: the H100 and MI300X runs at 16 and 32 QPS, replayed."""
+    """Cases of ``dstack-405b``: the H100 and MI300X runs at 16, 32 and 1000 QPS (the last
+    effectively offline: every request arrives in the first second), replayed."""
     runs = ds.dstack_serving_runs()
     runs = runs[runs["variant"].isin(["default", "VLLM_RPC_TIMEOUT=30000"])
-                & runs["qps"].isin([16.0, 32.0])]
+                & runs["qps"].isin([16.0, 32.0, 1000.0])]
+    # The no-timeout 1000-QPS MI300X run failed (983 client errors): its retried run is kept.
+    runs = runs[~((runs["qps"] == 1000.0) & (runs["variant"] == "default")
+                  & (runs["gpu"] == "MI300X"))]
     cases: list[Case] = []
     for run in runs.to_dict(orient="records"):
         req, meta = ds.benchmark_serving(run["path"])
@@ -881,6 +905,8 @@ BUILDERS: dict[str, Callable[[], tuple[list[Case], list[Skipped], list[str]]]] =
     "silicon-moe": lambda: build_silicon("silicon-moe"),
     "dstack-405b": build_dstack,
     "rocm-mi300x": build_rocm,
+    "rocm-throughput": vl.build_rocm_throughput,
+    "mlperf": vl.build_mlperf,
 }
 
 
@@ -937,6 +963,9 @@ def predict_case(case: Case) -> tuple[dict[str, float], str]:
         bad = req.loc[req["outcome"] != names.COMPLETED, "outcome"].value_counts().to_dict()
         raise ConfigError(f"{case.point_id}: not every request completed ({bad})")
     cal = str(res.deployment.calibration_source).split(" (")[0]
+    load = {"running_per_gpu": vl.running_per_gpu(res.timeseries, case.scenario.fleet.tp)}
+    if case.kind == "throughput":
+        return vl.reduce_throughput(case, res) | load, cal
     if case.kind == "closed_loop":
         c = int(case.info["concurrency"])
         osl = int(case.info["osl"])
@@ -949,7 +978,9 @@ def predict_case(case: Case) -> tuple[dict[str, float], str]:
             ttft = mirror_mean(_mean(w1["ttft_s"]), _mean(w2["ttft_s"])) * 1000
             tpot = mirror_mean(_mean(w1["tpot_s"]), _mean(w2["tpot_s"])) * 1000
         out = {"ttft_mean": ttft, "tpot_mean": tpot,
-               "throughput": closed_loop_throughput(c, osl, ttft, tpot)}
+               "throughput": closed_loop_throughput(c, osl, ttft, tpot),
+               # A closed loop keeps its clients running: c sequences over the replica's GPUs.
+               "running_per_gpu": c / max(case.scenario.fleet.tp, 1)}
         return out | ramped_prediction(case, (ttft + (osl - 1) * tpot) / 1000.0), cal
     if case.kind == "replay":
         keep = set(case.compare_ids)
@@ -958,8 +989,11 @@ def predict_case(case: Case) -> tuple[dict[str, float], str]:
         out = _dist("ttft", sel["ttft_s"].to_numpy(dtype=float) * 1000) | _dist("itl", itl * 1000)
         out["tpot_mean"] = _mean(sel["tpot_s"]) * 1000
         out["throughput"] = float(sel["output_tokens"].sum()) / float(req["finish_s"].max())
-        return out, cal
-    return {"latency": float(req["finish_s"].max())}, cal
+        return out | load, cal
+    # A fixed batch runs all its sequences together (benchmark_latency: max_num_seqs = batch).
+    return {"latency": float(req["finish_s"].max()),
+            "running_per_gpu": float(case.info.get("batch", len(req))) / max(
+                case.scenario.fleet.tp, 1)}, cal
 
 
 def ramped_prediction(case: Case, cycle_s: float) -> dict[str, float]:
@@ -1074,7 +1108,7 @@ def data_sources() -> dict[str, str]:
     root = ds.shared_data_root()
     out = {}
     for rel in ("calibration/aiconfigurator", "benchmarks/dstack",
-                "calibration/rocm-vllm-devdocker"):
+                "calibration/rocm-vllm-devdocker", "benchmarks/mlperf"):
         f = root / rel / "SOURCE.txt"
         out[rel] = f.read_text().splitlines()[0].strip() if f.is_file() else "(absent)"
     return out
@@ -1130,7 +1164,7 @@ def validate(suites: Sequence[str] | None = None, fast: bool = False, jobs: int 
     fast_summary = summarize_errors([p for p in points if p.fast])
     return Report(chosen, fast, points, skipped, summary, fast_summary, notes,
                   time.perf_counter() - t0, data_sources(), calibration_files(),
-                  summarize_ttft_bracket(points))
+                  summarize_ttft_bracket(points), summarize_errors(points, by_regime=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1203,6 +1237,24 @@ def render_markdown(report: Report, command: str) -> str:
             f"| {r.suite} | {r.gpu} | {METRIC_LABELS.get(str(r.metric), r.metric)} | {r.n} | "
             f"{r.median_abs_err:.1f} | {r.p90_abs_err:.1f} | {r.bias:+.1f} | "
             f"{_fmt(r.target, 0)} | {_status_cell(r, flagged)} |")
+    if len(report.regime_summary):
+        lines += [
+            "", "## By load regime", "",
+            "The same errors split by the load each point ran at: the simulated time-weighted "
+            "mean of running sequences per GPU (a replica's running sequences / its TP size; a "
+            "closed loop's concurrency / TP; a fixed batch's size / TP). A capacity plan is "
+            "decided at hundreds of running sequences per GPU: read the rows of that regime.",
+            "",
+            "| suite | GPU | running seqs / GPU | metric | n | median \\|err\\| % | p90 \\|err\\| % "
+            "| bias % | status |",
+            "|---|---|---|---|---:|---:|---:|---:|---|",
+        ]
+        for r in report.regime_summary.itertuples(index=False):
+            lines.append(
+                f"| {r.suite} | {r.gpu} | {r.regime} | "
+                f"{METRIC_LABELS.get(str(r.metric), r.metric)} | {r.n} | "
+                f"{r.median_abs_err:.1f} | {r.p90_abs_err:.1f} | {r.bias:+.1f} | "
+                f"{_status_cell(r, flagged)} |")
     if len(report.ttft_bracket):
         lines += [
             "", "## Closed-loop TTFT: the lock-step and ramped bracket", "",
@@ -1273,7 +1325,7 @@ def _point_table(suite: str, pts: Sequence[PointResult]) -> list[str]:
     metrics = [m for m in METRIC_LABELS if any(m in p.measured for p in pts)]
     bracket = any("ttft_mean_ramped" in p.predicted for p in pts)
     info_keys = list(dict.fromkeys(k for p in pts for k in p.info))
-    head = ["GPU", "point", *info_keys, "calibration"]
+    head = ["GPU", "point", *info_keys, "calibration", "running seqs / GPU"]
     for m in metrics:
         u = METRIC_UNITS[m]
         head += [f"{METRIC_LABELS[m]} meas ({u})", "pred", "err %"]
@@ -1283,8 +1335,9 @@ def _point_table(suite: str, pts: Sequence[PointResult]) -> list[str]:
     out = [f"<details><summary><b>{suite}</b>: {len(pts)} points</summary>", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in sorted(pts, key=lambda p: (p.gpu, p.label)):
+        run = float(p.predicted.get("running_per_gpu", float("nan")))
         cells = [p.gpu, p.label, *(str(p.info.get(k, "")) for k in info_keys),
-                 p.calibration.split("__")[-1]]
+                 p.calibration.split("__")[-1], f"{run:.0f}" if math.isfinite(run) else "—"]
         for m in metrics:
             meas = p.measured.get(m, float("nan"))
             pred = p.predicted.get(m, float("nan"))

@@ -339,6 +339,7 @@ class RooflineStepTime:
             self.attn_kv_bytes_per_token = self.kv_bytes_per_token * (L - n_win) / L
             self.win_kv_bytes_per_token = self.kv_bytes_per_token * n_win / L
         self.kv_eff = c.kv_bw_efficiency_fp8 if kv_dtype == "fp8" else c.kv_bw_efficiency
+        self.kv_heads_rank = float(m.kv_heads_per_rank(tp))
         # ---- tensor-parallel all-reduce -----------------------------------------------------------
         self.ar_bytes_per_token = h * BYTES_PER_PARAM["bf16"]
         self.ar_count = 2 * L if tp > 1 else 0
@@ -462,16 +463,25 @@ class RooflineStepTime:
         c = self.cal
         return (c.step_overhead_us + c.per_seq_overhead_us * S + c.per_token_overhead_us * T) * US
 
+    def decode_kv_eff(self, num_decodes: Num) -> Num:
+        """Bandwidth efficiency of the decode-attention kernel for ``num_decodes`` sequences:
+        ``kv_bw_efficiency`` × P / (P + attn_par_half), P = sequences × KV heads per rank."""
+        ph = self.cal.attn_par_half
+        if ph <= 0:
+            return self.kv_eff
+        par = _pos(num_decodes * self.kv_heads_rank)
+        return self.kv_eff * par / (par + ph)
+
     def _attention_layers(self, decode_pairs: Num, prefill_pairs: Num, prefill_tokens: Num,
                           prefill_kv_tokens: Num, flops_per_pair: float,
-                          kv_bytes_per_token: float) -> Num:
+                          kv_bytes_per_token: float, num_decodes: Num = 1.0) -> Num:
         """Decode + prefill attention of one group of layers (FLOPs and KV bytes summed over the
         group), excluding the per-call latency."""
         c = self.cal
         t_dec = decode_attention_seconds(
             decode_pairs, flops_per_pair=flops_per_pair, kv_bytes_per_token=kv_bytes_per_token,
             peak_flops=self.bf16_flops, efficiency=c.attn_efficiency, hbm_bps=self.hbm,
-            kv_bw_efficiency=self.kv_eff)
+            kv_bw_efficiency=self.decode_kv_eff(num_decodes))
         t_pre = prefill_attention_seconds(
             prefill_pairs, prefill_tokens, prefill_kv_tokens, flops_per_pair=flops_per_pair,
             kv_bytes_per_token=kv_bytes_per_token, peak_flops=self.bf16_flops,
@@ -488,12 +498,12 @@ class RooflineStepTime:
         c = self.cal
         att = self._attention_layers(f.decode_pairs, f.prefill_pairs, f.prefill_tokens,
                                      f.prefill_kv_tokens, self.attn_flops_per_pair,
-                                     self.attn_kv_bytes_per_token)
+                                     self.attn_kv_bytes_per_token, f.num_decodes)
         if self.window:
             att = att + self._attention_layers(
                 _min(f.decode_pairs, f.num_decodes * float(self.window)), f.window_prefill_pairs,
                 f.prefill_tokens, f.window_prefill_kv_tokens, self.win_flops_per_pair,
-                self.win_kv_bytes_per_token)
+                self.win_kv_bytes_per_token, f.num_decodes)
         return att + f.steps * self.num_layers * (
             c.attn_latency_us + c.attn_per_seq_us * f.num_seqs) * US
 
@@ -565,7 +575,8 @@ class RooflineStepTime:
         gl, ar, o, x = self._shape(n, n)
         c = self.cal
         fpp, d_flops = self.attn_flops_per_pair, self.bf16_flops * c.attn_efficiency
-        kvb, d_bytes = self.attn_kv_bytes_per_token, self.hbm * self.kv_eff
+        kvb = self.attn_kv_bytes_per_token
+        d_bytes = self.hbm * float(self.decode_kv_eff(float(n)))
         # _attention() with no prefill: t_dec + 0.0 + the per-layer launches (t_dec ≥ 0, so
         # adding the prefill's exact 0.0 changes nothing).
         launches = 1.0 * self.num_layers * (c.attn_latency_us + c.attn_per_seq_us * float(n)) * US
@@ -629,22 +640,27 @@ class RooflineStepTime:
         p_tok, p_pairs, p_kv, w_pairs, w_kv = prefill_sums(prefill, window)
         d_pairs = float(decode_ctx + n_dec) if n_dec > 0 else 0.0
         d_flops = self.bf16_flops * c.attn_efficiency
-        d_bytes = self.hbm * self.kv_eff
+        p_bytes = self.hbm * self.kv_eff
+        d_bytes = (self.hbm * float(self.decode_kv_eff(float(n_dec))) if c.attn_par_half > 0
+                   else p_bytes)
         att = self._pair_seconds(d_pairs, float(p_tok), p_pairs, float(p_kv),
                                  self.attn_flops_per_pair, self.attn_kv_bytes_per_token,
-                                 d_flops, d_bytes)
+                                 d_flops, d_bytes, p_bytes)
         if window:
             cap = float(n_dec) * float(window)
             att = att + self._pair_seconds(d_pairs if d_pairs <= cap else cap, float(p_tok),
                                            w_pairs, float(w_kv), self.win_flops_per_pair,
-                                           self.win_kv_bytes_per_token, d_flops, d_bytes)
+                                           self.win_kv_bytes_per_token, d_flops, d_bytes,
+                                           p_bytes)
         att = att + 1.0 * self.num_layers * (c.attn_latency_us
                                              + c.attn_per_seq_us * float(num_seqs)) * US
         return float(gl + att + ar + o + x)
 
     def _pair_seconds(self, d_pairs: float, p_tok: float, p_pairs: float, p_kv: float,
-                      fpp: float, kvb: float, d_flops: float, d_bytes: float) -> float:
-        """:meth:`_attention_layers` for one step in scalar arithmetic (decode + prefill)."""
+                      fpp: float, kvb: float, d_flops: float, d_bytes: float,
+                      p_bytes: float) -> float:
+        """:meth:`_attention_layers` for one step in scalar arithmetic (decode + prefill);
+        ``d_bytes`` / ``p_bytes``: the decode / prefill kernels' KV bytes per second."""
         a = d_pairs * fpp / d_flops
         b = d_pairs * kvb / d_bytes
         t_dec = a if a >= b else b
@@ -655,5 +671,5 @@ class RooflineStepTime:
         if not eff > 1e-9:
             eff = 1e-9
         a = p_pairs * fpp / (self.bf16_flops * eff)
-        b = p_kv * kvb / d_bytes
+        b = p_kv * kvb / p_bytes
         return t_dec + (a if a >= b else b)
