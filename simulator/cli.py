@@ -40,7 +40,9 @@ def print_summary(summary: dict[str, Any], res: Any = None) -> None:
 
 @app.command()
 def run(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML (default: embedded).")] = None,
+    scenario: Annotated[Path | None, typer.Argument(
+        help="Scenario YAML, or a shipped scenario's name (`servesim scenarios`); default: the "
+             "embedded default.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: path.to.field=value")
                     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write summary.json + parquet files here.")] = None,
@@ -185,8 +187,34 @@ def profiles(
                       f"{mp.num_experts_per_token}/{mp.num_experts}" if mp.is_moe else "—",
                       f"{mp.kv_bytes_per_token('bf16') / 1024:g}", ",".join(mp.weight_dtypes))
         con.print(t)
+        ct = Table(title="step-time calibrations (step_time.calibration)", show_edge=False)
+        ct.add_column("GPU")
+        ct.add_column("vLLM families (newest is auto)")
+        for gname in sorted({cp.gpu for cp in pf.list_calibrations()}):
+            ct.add_row(gname, ", ".join(f"vllm-{f}" for f in pf.calibration_families(gname)))
+        con.print(ct)
+        if pf.user_calibrations():
+            con.print(f"user fits in {pf.user_calibration_dir()}: " + ", ".join(
+                f"{cp.gpu} vllm-{cp.vllm_family}" for cp in pf.user_calibrations()))
     except ConfigError as e:
         _fail(str(e))
+
+
+@app.command()
+def scenarios() -> None:
+    """List the shipped scenarios (run one by name: `servesim run chat-h100`)."""
+    from simulator.config import shipped_scenarios
+
+    con = _console()
+    from rich.table import Table
+
+    shipped = shipped_scenarios()
+    t = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
+    t.add_column("name", style="bold", no_wrap=True, min_width=max(map(len, shipped), default=4))
+    t.add_column("what", overflow="ellipsis", no_wrap=True)
+    for name, what in shipped.items():
+        t.add_row(name, what)
+    con.print(t)
 
 
 # ---- commands implemented in other modules, registered here ------------------------------------

@@ -12,11 +12,14 @@ and validates the result through the same models, so an override obeys the same 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator.cluster.autoscale_spec import AutoscalingConfig, ProvisioningConfig
 from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's models live there)
@@ -99,7 +102,10 @@ class StepTimeConfig(Strict):
     "servesim[aiconfigurator]"``; NVIDIA GPUs and models it covers; simulator.engine.step_time_aic)."""
     calibration: str = "auto"
     """``auto``: newest calibration file for the GPU, else the GPU-independent prior;
-    ``prior``: the prior; or a vLLM version family present in hardware_profiles/calibration/.
+    ``prior``: the prior; a vLLM version family with a calibration file for the GPU, written
+    ``vllm-0.24`` or ``0.24`` (``servesim profiles`` lists them; the user data folder's fits from
+    ``servesim calibrate --from-bench`` included); or the path of a calibration file (``*.yaml``;
+    relative: from the scenario file's folder, or the working directory in ``--set``).
     (roofline only)"""
     overrides: dict[str, float] = Field(default_factory=dict)
     """Per-coefficient overrides on top of the chosen calibration (field names of Calibration).
@@ -119,6 +125,18 @@ class StepTimeConfig(Strict):
     """Backend ``aiconfigurator``: also add the CPU-side step, per-sequence and per-token overhead
     of the GPU's servesim calibration to the measured kernel times. Off by default: on the silicon
     validation points kernel times alone predict TPOT better (benchmarks/aiconfigurator_crosscheck.md)."""
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _family(cls, v: Any) -> Any:
+        # NOTE: YAML reads ``calibration: 0.24`` as a number; the family is its text, and the
+        # README's ``vllm-0.24`` (the calibration file's name) is the same family.
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and v.lower().startswith("vllm-") and not v.endswith((".yaml",
+                                                                                      ".yml")):
+            v = v[len("vllm-"):]
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> StepTimeConfig:
@@ -274,64 +292,298 @@ def default_scenario_path() -> Path:
     return data_root("scenarios") / DEFAULT_SCENARIO
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` → (["a","b","c"], value parsed as YAML scalar)."""
+def shipped_scenarios() -> dict[str, str]:
+    """Name → first sentence of the description, for every shipped scenario."""
+    out: dict[str, str] = {}
+    for f in sorted(data_root("scenarios").glob("*.yaml")):
+        try:
+            raw = safe_load(f.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        what = " ".join(str(raw.get("description", "")).split()) if isinstance(raw, dict) else ""
+        out[f.stem] = what.split(". ")[0].rstrip(".")
+    return out
+
+
+def scenario_path(path: str | Path) -> Path:
+    """``path`` itself when it is a file, else the shipped scenario of that name (``chat-h100``,
+    ``chat-h100.yaml``), so shipped scenarios run by name from any folder."""
+    p = Path(path)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    shipped = data_root("scenarios") / (p.name if p.suffix in (".yaml", ".yml")
+                                        else f"{p.name}.yaml")
+    if shipped.is_file():
+        return shipped
+    if not p.exists():
+        raise ConfigError(f"{p}: no such scenario file, and no shipped scenario named "
+                          f"{p.stem!r}; shipped: {', '.join(shipped_scenarios())} "
+                          f"(`servesim scenarios`)")
+    return p
+
+
+# --- the one path syntax of --set, sweeps, plans and mitigations -----------------------------
+# ``a.b.c`` walks mappings; ``pools[0]`` (or ``pools.0``) is a list item by index, ``pools[h100]``
+# the item whose ``name`` is h100. Setting a union's ``kind`` to a new value starts that mapping
+# afresh (the old kind's fields would be unknown to the new one).
+
+PathPart = str | int
+"""One step of a resolved path: a mapping key or a list index."""
+
+
+@dataclass(frozen=True)
+class ByName:
+    """A list item selected by its ``name`` field (``pools[h100]``)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"[{self.name}]"
+
+
+Selector = str | int | ByName
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[([^\[\]]*)\]|(\.)")
+
+
+def parse_path(key: str) -> list[Selector]:
+    """``fleet.pools[h100].replicas`` → ["fleet", "pools", ByName("h100"), "replicas"];
+    ``pools[0]`` and ``pools.0`` → index 0 (a digit segment is an index when the node is a list)."""
+    out: list[Selector] = []
+    pos = 0
+    key = key.strip()
+    while pos < len(key):
+        m = _SEGMENT.match(key, pos)
+        if m is None:
+            raise ConfigError(f"{key!r}: cannot read the field path at {key[pos:]!r}; write "
+                              f"a.b.c, list items as a[0] or a[name]")
+        word, bracket, _dot = m.groups()
+        if word is not None:
+            out.append(word.strip())
+        elif bracket is not None:
+            b = bracket.strip()
+            if not b:
+                raise ConfigError(f"{key!r}: empty [] in the field path; write a[0] or a[name]")
+            out.append(int(b) if re.fullmatch(r"-?\d+", b) else ByName(b))
+        pos = m.end()
+    if not out:
+        raise ConfigError(f"{key!r}: empty field path")
+    return out
+
+
+def format_path(parts: Sequence[Selector]) -> str:
+    """The inverse of :func:`parse_path` for resolved parts: ``fleet.pools[0].replicas``."""
+    s = ""
+    for p in parts:
+        if isinstance(p, (int, ByName)):
+            s += f"[{p.name}]" if isinstance(p, ByName) else f"[{p}]"
+        else:
+            s += ("." if s else "") + p
+    return s
+
+
+def parse_override(item: str) -> tuple[list[Selector], Any]:
+    """``a.b[0].c=value`` → (path parts, value parsed as a YAML scalar or flow mapping/list)."""
+    path, value, _raw = _parse_override(item)
+    return path, value
+
+
+def _parse_override(item: str) -> tuple[list[Selector], Any, str]:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected path.to.field=value")
     key, _, raw = item.partition("=")
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ConfigError(f"--set {item!r}: empty field path")
+    try:
+        path = parse_path(key)
+    except ConfigError as e:
+        raise ConfigError(f"--set {e}") from None
     try:
         value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return path, value
+    return path, value, raw.strip()
 
 
-def set_path(data: dict[str, Any], path: str | list[str], value: Any) -> None:
-    """Set ``a.b.c`` (or ``["a", "b", "c"]``) in a nested mapping, creating missing levels."""
-    parts = [p for p in path.split(".") if p] if isinstance(path, str) else path
-    node = data
-    for part in parts[:-1]:
+def _list_item(node: list[Any], sel: int | ByName, where: str) -> int:
+    """Index of the item ``sel`` picks in ``node`` (a ConfigError naming the choices if none)."""
+    if isinstance(sel, ByName):
+        names = [str(x.get("name")) for x in node if isinstance(x, dict) and "name" in x]
+        for i, x in enumerate(node):
+            if isinstance(x, dict) and str(x.get("name")) == sel.name:
+                return i
+        raise ConfigError(f"{where}: no item named {sel.name!r}; names: "
+                          f"{', '.join(names) or '(the items have no name)'}")
+    if not -len(node) <= sel < len(node):
+        raise ConfigError(f"{where}: index {sel} is out of range ({len(node)} items)")
+    return sel % len(node)
+
+
+def set_path(data: dict[str, Any], path: str | list[Selector], value: Any) -> list[PathPart]:
+    """Set ``a.b[0].c`` / ``a.b[name].c`` (or parsed parts) in a nested mapping, creating missing
+    mapping levels; returns the resolved path (names turned into indices). A new ``kind`` for a
+    mapping that has another one replaces the mapping by ``{kind: value}``."""
+    parts = parse_path(path) if isinstance(path, str) else list(path)
+    node: Any = data
+    done: list[PathPart] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = format_path(done) or "(top level)"
+        if isinstance(node, list):
+            if isinstance(part, str) and re.fullmatch(r"-?\d+", part):
+                part = int(part)
+            if isinstance(part, str):
+                raise ConfigError(f"{where} is a list: pick an item as {where}[0] or "
+                                  f"{where}[name] before .{part}")
+            idx = _list_item(node, part, format_path([*done, part]))
+            done.append(idx)
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where} is a value ({node!r}), not a mapping")
+        if not isinstance(part, str):
+            if where == "(top level)":
+                raise ConfigError(f"{format_path([part])}: the scenario is a mapping")
+            raise ConfigError(
+                f"{format_path([*done, part])}: {where} is not a list in the scenario"
+                + (" file; set the whole list, e.g. --set '" + where + "=[{...}]'"
+                   if where not in ("", "(top level)") and not node else ""))
+        done.append(part)
+        if last:
+            if part == "kind" and node.get("kind") not in (None, value):
+                node.clear()
+            node[part] = value
+            break
         nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
+        if isinstance(nxt, (dict, list)):
+            node = nxt
+            continue
+        if not isinstance(parts[i + 1], str) or re.fullmatch(r"-?\d+", str(parts[i + 1])):
+            raise ConfigError(f"{format_path([*done, parts[i + 1]])}: "
+                              f"{format_path(done)} is not a list in the scenario file; set the "
+                              f"whole list, e.g. --set '{format_path(done)}=[{{...}}]'")
+        nxt = {}
+        node[part] = nxt
         node = nxt
-    node[parts[-1]] = value
+    return done
+
+
+def _declared_type(path: list[PathPart]) -> Any:
+    """The annotation of the Scenario field at ``path`` (None when it cannot be told: a union of
+    models, a free-form mapping)."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    tp: Any = Scenario
+    for part in path:
+        while True:
+            origin = typing.get_origin(tp)
+            if origin is typing.Annotated:
+                tp = typing.get_args(tp)[0]
+                continue
+            if origin in (typing.Union, types.UnionType):
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                if len(args) != 1:
+                    return None
+                tp = args[0]
+                continue
+            break
+        if isinstance(part, int):
+            if typing.get_origin(tp) is not list:
+                return None
+            tp = typing.get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    return tp
+
+
+def _accepts_only_text(tp: Any) -> bool:
+    """True when ``tp`` is ``str`` (optionally None-able): a YAML number or bool there is text."""
+    import types
+    import typing
+
+    if tp is str:
+        return True
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args == [str]
+    return False
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        path, value = parse_override(item)
-        set_path(data, path, value)
+    """Apply ``--set`` items in order, except that ``….kind=`` items go first (a kind change
+    starts its mapping afresh, so the fields set beside it must come after it)."""
+    _apply_overrides(data, overrides)
     return data
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str]
+                     ) -> list[tuple[str, list[PathPart]]]:
+    parsed = [(item, *_parse_override(item)) for item in overrides]
+    order = sorted(range(len(parsed)),
+                   key=lambda i: 0 if parsed[i][1] and parsed[i][1][-1] == "kind" else 1)
+    applied: list[tuple[str, list[PathPart]]] = []
+    for i in order:
+        item, path, value, raw = parsed[i]
+        if not isinstance(value, str) and not isinstance(value, (dict, list)) and value is not None:
+            resolved_guess = [p if isinstance(p, (str, int)) else 0 for p in path]
+            if _accepts_only_text(_declared_type(resolved_guess)):
+                value = raw  # NOTE: the text as written (0.10 stays "0.10", not "0.1")
+        try:
+            done = set_path(data, path, value)
+        except ConfigError as e:
+            raise ConfigError(f"--set {item}: {e}") from None
+        # a kind change answers for the whole mapping it started afresh
+        applied.append((item, done[:-1] if done and done[-1] == "kind" else done))
+    return applied
 
 
 def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None,
                   seed: int | None = None) -> Scenario:
     """Load a scenario file (default: the embedded default scenario) with ``--set`` overrides."""
-    p = Path(path) if path is not None else default_scenario_path()
+    p = scenario_path(path) if path is not None else default_scenario_path()
     data, node = read_yaml(p)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of scenario fields at the top level")
-    if overrides:
-        data = apply_overrides(data, list(overrides))
+    applied = _apply_overrides(data, list(overrides)) if overrides else []
     if seed is not None:
         data["seed"] = seed
     data["base_dir"] = str(p.resolve().parent)
+    _resolve_calibration_path(data, p, any(path[:2] == ["step_time", "calibration"]
+                                           for _, path in applied))
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
         loc = [str(x) for x in clean_loc(tuple(e.errors()[0]["loc"]), data)]
-        for item in overrides or []:
-            opath, _ = parse_override(item)
-            if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
+        # NOTE: the last --set touching the failing field is the one to blame (a kind change
+        # before it starts the sub-tree afresh, so the file's old fields cannot be).
+        for item, opath in reversed(applied):
+            spath = [str(x) for x in opath]
+            if loc[: len(spath)] == spath or spath[: len(loc)] == loc:
                 raise ConfigError(format_validation_error(e, f"--set {item}", data=data)) from None
         raise ConfigError(format_validation_error(e, str(p), node, data=data)) from None
+
+
+def _resolve_calibration_path(data: dict[str, Any], scenario_file: Path, from_set: bool) -> None:
+    """A ``step_time.calibration`` naming a file (``*.yaml``) is made absolute: from the working
+    directory when it came from ``--set``, from the scenario file's folder when written there."""
+    st = data.get("step_time")
+    if not isinstance(st, dict):
+        return
+    cal = st.get("calibration")
+    if not isinstance(cal, str) or not cal.endswith((".yaml", ".yml")):
+        return
+    f = Path(cal).expanduser()
+    if not f.is_absolute():
+        f = (Path.cwd() if from_set else scenario_file.resolve().parent) / f
+    st["calibration"] = str(f)
 
 
 def scenario_from_dict(data: dict[str, Any], where: str = "<scenario>") -> Scenario:

@@ -531,11 +531,65 @@ def list_calibrations() -> list[CalibrationProfile]:
     return out
 
 
+def user_data_dir() -> Path:
+    """The user's servesim data folder: ``$SERVESIM_USER_DIR``, else ``$XDG_DATA_HOME/servesim``,
+    else ``~/.local/share/servesim`` (the XDG default; never inside the installed package)."""
+    env = os.environ.get("SERVESIM_USER_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "servesim"
+
+
+def user_calibration_dir() -> Path:
+    """Where ``servesim calibrate --from-bench`` writes fits by default (read by
+    :func:`list_calibrations` beside the shipped ones)."""
+    return user_data_dir() / "calibration"
+
+
+def _read_calibration(path: Path) -> CalibrationProfile:
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _CALIBRATIONS.get(path)
+    if hit is None or hit[0] != stamp:
+        hit = _CALIBRATIONS[path] = (stamp, load_yaml_model(path, CalibrationProfile))
+    return hit[1]
+
+
+def user_calibrations() -> list[CalibrationProfile]:
+    """The fits in the user data folder (:func:`user_calibration_dir`)."""
+    d = user_calibration_dir()
+    return [_read_calibration(p) for p in sorted(d.glob("*.yaml"))] if d.is_dir() else []
+
+
+def calibration_families(gpu: str | None = None) -> list[str]:
+    """The vLLM families with a calibration file (for ``gpu`` if given), oldest first."""
+    fams = {c.vllm_family for c in [*list_calibrations(), *user_calibrations()]
+            if gpu is None or c.gpu.lower() == gpu.lower()}
+    return sorted(fams, key=_family_key)
+
+
 def find_calibration(gpu: str, family: str | None = None) -> CalibrationProfile | None:
-    """The calibration file for ``gpu`` (and vLLM ``family`` if given); newest family wins."""
+    """The calibration file for ``gpu`` (and vLLM ``family`` if given); newest family wins.
+    ``family`` may also be the path of a calibration file (``*.yaml``), read as is; a file made
+    for another GPU is refused. A named family not shipped for the GPU is looked up in the user
+    data folder (:func:`user_calibration_dir`); ``auto`` and shipped families read only the
+    shipped files, so a user's folder never changes a run that does not name its fit."""
+    if family is not None and family.endswith((".yaml", ".yml")):
+        path = Path(family).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"step_time.calibration: {path}: no such calibration file")
+        prof = _read_calibration(path)
+        if prof.gpu.lower() != gpu.lower():
+            raise ConfigError(f"step_time.calibration: {path} is a calibration for {prof.gpu}, "
+                              f"but the fleet runs {gpu}; use a file fitted on {gpu}")
+        return prof
     matches = [c for c in list_calibrations() if c.gpu.lower() == gpu.lower()]
     if family is not None:
         matches = [c for c in matches if c.vllm_family == family]
+        if not matches:
+            matches = [c for c in user_calibrations()
+                       if c.gpu.lower() == gpu.lower() and c.vllm_family == family]
     if not matches:
         return None
     return sorted(matches, key=lambda c: _family_key(c.vllm_family))[-1]

@@ -183,8 +183,12 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
     else:
         found = find_calibration(gpu.name, None if choice == "auto" else choice)
         if found is None and choice != "auto":
-            raise ConfigError(f"step_time.calibration: no calibration '{choice}' for {gpu.name} "
-                              f"in hardware_profiles/calibration/; use auto or prior")
+            from simulator.profiles import calibration_families
+
+            fams = ", ".join(f"vllm-{f}" for f in calibration_families(gpu.name)) or "none"
+            raise ConfigError(f"step_time.calibration: no calibration '{choice}' for {gpu.name}; "
+                              f"its families: {fams} (or auto, prior, a calibration file's "
+                              f"path; see `servesim profiles`)")
         if found is None:
             cal, source = Calibration(), "prior (no calibration file for this GPU)"
         else:

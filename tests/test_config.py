@@ -80,7 +80,7 @@ def test_cli_run_writes_outputs(tmp_path: Path):
     r = _cli("run", "--set", "workload.num_requests=100", "--set", "fleet.replicas=2",
              "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert "TTFT" in r.stdout and "output tokens/s" in r.stdout
+    assert "TTFT" in r.stdout and "out tok/s" in r.stdout
     import json
 
     import pandas as pd
