@@ -124,12 +124,57 @@ class Normal:
         return self._clip(self.mean + self.std * norm_ppf(u))
 
 
+def _phi(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float) -> float:
+    """E[clip(X, lo, hi)] for X ~ Lognormal(mu, sigma) (closed form:
+    lo·P(X<lo) + hi·P(X>hi) + e^(mu+σ²/2)·[Φ((ln hi−mu−σ²)/σ) − Φ((ln lo−mu−σ²)/σ)])."""
+    la = math.log(lo) if lo > 0 else -math.inf
+    lb = math.log(hi) if math.isfinite(hi) else math.inf
+    p_lo = _phi((la - mu) / sigma)
+    p_hi = 1.0 - _phi((lb - mu) / sigma)
+    body = math.exp(mu + sigma * sigma / 2) * (_phi((lb - mu - sigma * sigma) / sigma)
+                                               - _phi((la - mu - sigma * sigma) / sigma))
+    return lo * p_lo + (hi * p_hi if math.isfinite(hi) else 0.0) + body
+
+
+def solve_lognormal_mu(mean: float, sigma: float, lo: float, hi: float) -> float:
+    """The underlying ``mu`` whose clipped lognormal has mean ``mean`` (``lo`` < mean < ``hi``).
+    Unclipped, mu = ln(mean) − σ²/2; that value is kept when clipping moves the mean by less than
+    one part in a million (so a far-away clip leaves the draws bit-identical)."""
+    mu0 = math.log(mean) - sigma * sigma / 2
+    if abs(clipped_lognormal_mean(mu0, sigma, lo, hi) - mean) <= 1e-6 * mean:
+        return mu0
+    # NOTE: the clipped mean rises monotonically with mu from lo to hi: bisection on a bracket.
+    a, b = mu0 - 1.0, mu0 + 1.0
+    while clipped_lognormal_mean(a, sigma, lo, hi) > mean:
+        a -= 2 * (b - a)
+    while clipped_lognormal_mean(b, sigma, lo, hi) < mean:
+        b += 2 * (b - a)
+    for _ in range(200):
+        m = 0.5 * (a + b)
+        if clipped_lognormal_mean(m, sigma, lo, hi) < mean:
+            a = m
+        else:
+            b = m
+        if b - a < 1e-12:
+            break
+    return 0.5 * (a + b)
+
+
 class Lognormal:
-    """Lognormal with the given mean and CV (of the unclipped distribution), clipped."""
+    """Lognormal lengths clipped to [lo, hi] whose mean after clipping is ``mean``: the shape
+    sigma comes from ``cv`` (the CV of the unclipped lognormal), the location mu is solved so
+    that E[clip(X, lo, hi)] = mean (draws are then rounded to whole tokens)."""
 
     def __init__(self, mean: float, cv: float, lo: int, hi: float) -> None:
+        if not lo < mean < hi:
+            raise ConfigError(f"lognormal mean {mean:g} must lie strictly between min {lo} and "
+                              f"max {hi:g}: it is the mean after clipping")
         self.sigma = float(np.sqrt(np.log1p(cv * cv)))
-        self.mu = float(np.log(mean) - self.sigma**2 / 2)
+        self.mu = solve_lognormal_mu(mean, self.sigma, lo, hi)
         self.lo, self.hi = lo, hi
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -242,7 +287,10 @@ def make_sampler(spec: Length, axis: str, base_dir: str | None = None,
             raise ConfigError(f"workload.{axis}_len: min {spec.min} > max {hi}")
         if isinstance(spec, NormalLength):
             return Normal(spec.mean, spec.std, spec.min, hi)
-        return Lognormal(spec.mean, spec.cv, spec.min, hi)
+        try:
+            return Lognormal(spec.mean, spec.cv, spec.min, hi)
+        except ConfigError as e:
+            raise ConfigError(f"workload.{axis}_len: {e}") from None
     if isinstance(spec, EmpiricalLength):
         return Empirical(_read_column(spec.file, spec.column, base_dir),
                          spec.order == "sequential")

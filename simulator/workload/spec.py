@@ -65,9 +65,11 @@ class LognormalLength(Strict):
 
     kind: Literal["lognormal"] = "lognormal"
     mean: float = Field(gt=0)
-    """Mean tokens before clipping."""
+    """Mean tokens the requests get, after clipping to [min, max]: the underlying lognormal's
+    location is solved for it (simulator.workload.lengths.solve_lognormal_mu); must lie strictly
+    between min and max."""
     cv: float = Field(default=1.0, gt=0)
-    """Standard deviation / mean before clipping."""
+    """Shape: standard deviation / mean of the underlying (unclipped) lognormal."""
     min: int = Field(default=1, ge=1)
     """Lower clip."""
     max: int | None = Field(default=None, ge=1)

@@ -159,3 +159,33 @@ def test_empirical_rows_stay_paired_and_sequential_order(tmp_path: Path):
     fixed = LengthPairs(FixedLength(value=5), FixedLength(value=7), None, correlation=0.5)
     inp, out = fixed.sample(np.random.default_rng(0), 10)
     assert (inp == 5).all() and (out == 7).all()
+
+
+@pytest.mark.parametrize("mean,cv,lo,hi", [(215, 1.13, 4, 1024), (197, 0.88, 1, 512),
+                                           (1399.0297, 22.4, 1, 32768), (600, 1.0, 64, 4096)])
+def test_lognormal_mean_is_the_mean_after_clipping(mean: float, cv: float, lo: int, hi: int):
+    from simulator.workload.lengths import Lognormal
+
+    x = make_sampler(LognormalLength(mean=mean, cv=cv, min=lo, max=hi), "input").sample(
+        np.random.default_rng(3), 400_000)
+    assert x.min() >= lo and x.max() <= hi
+    # the draws are rounded to whole tokens (≤ 0.5 token of bias) and sampled (≤ 1 % here)
+    assert x.mean() == pytest.approx(mean, rel=0.01 if cv > 5 else 0.003)
+    # what the old parameterisation (mean before clipping) gave instead, for the default prompt
+    if (mean, hi) == (215, 1024):
+        s = Lognormal(mean, cv, lo, hi)
+        old_mu = np.log(mean) - s.sigma**2 / 2
+        assert s.mu > old_mu
+
+
+def test_lognormal_far_clip_keeps_the_unclipped_location():
+    from simulator.workload.lengths import Lognormal
+
+    s = Lognormal(215, 1.13, 1, 131071)
+    assert s.mu == np.log(215) - s.sigma**2 / 2  # draws bit-identical to the unclipped fit
+
+
+def test_lognormal_mean_outside_the_clip_is_refused():
+    with pytest.raises(ConfigError, match=r"workload.output_len: lognormal mean 600 must lie "
+                                          r"strictly between min 1 and max 512"):
+        make_sampler(LognormalLength(mean=600, cv=1.0, max=512), "output")
