@@ -77,12 +77,26 @@ class EngineConfig(Strict):
     """Fraction of GPU memory vLLM may use (weights + activations + KV cache)."""
     scheduling_policy: Literal["fcfs", "priority"] = "fcfs"
     """Order of the waiting queue and choice of preemption victim."""
+    scheduler: Literal["v1", "v0"] = "v1"
+    """Which vLLM engine's scheduler: ``v1`` (vllm/v1/core/sched/scheduler.py, the default engine
+    since vLLM 0.8) or ``v0`` (vllm/core/scheduler.py of vLLM ≤ 0.7 or ``VLLM_USE_V1=0``: with
+    chunked prefill off, a step runs either whole new prompts — prefills first — or the running
+    decodes, never both; see simulator/engine/scheduler.py). Published results of vLLM < 0.8 ran
+    V0."""
+    num_scheduler_steps: int = Field(default=1, ge=1, le=64)
+    """vLLM 0.6's multi-step scheduling (``--num-scheduler-steps``, V0 only): one scheduling
+    pass runs this many decode steps, paying the CPU step overhead once; new prompts join at the
+    end of a pass."""
     memory_reserve_gib: float = Field(default=1.0, ge=0)
     """Per-GPU memory outside torch tensors: CUDA/ROCm context, NCCL buffers and CUDA graphs
     (vLLM typically reports 0.5–1.5 GiB). Subtracted before the KV cache is sized."""
 
     @model_validator(mode="after")
     def _check(self) -> EngineConfig:
+        if self.num_scheduler_steps > 1 and self.scheduler != "v0":
+            raise ValueError(
+                f"num_scheduler_steps {self.num_scheduler_steps}: multi-step scheduling exists only "
+                f"in vLLM's V0 engine (0.6-0.7); set engine.scheduler: v0 or num_scheduler_steps: 1")
         if not self.enable_chunked_prefill and self.max_model_len is not None \
                 and self.max_num_batched_tokens < self.max_model_len:
             raise ValueError(

@@ -226,7 +226,8 @@ def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:
             calibration=dep.calibration if st.aiconfigurator_cpu_overhead else None,
             version=st.aiconfigurator_version)
     return RooflineStepTime(dep.model, dep.gpu, tp=dep.tp, weight_dtype=dep.weight_dtype,
-                            kv_dtype=dep.kv_dtype, calibration=dep.calibration)
+                            kv_dtype=dep.kv_dtype, calibration=dep.calibration,
+                            scheduler_steps=sc.engine.num_scheduler_steps)
 
 
 @dataclass
@@ -312,12 +313,16 @@ def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list
     for rp in pools:
         pc, sub, d = rp.config, rp.scenario, rp.deployment
         e = sub.engine
+        # NOTE: the replicas' decode fast path mirrors the V1 scheduler; a V0 pool takes every
+        # step through the scheduler (same results, slower).
+        fleet.fast_path = sc.sim.fast_path and e.scheduler == "v1"
         step_model = build_step_time(sub, d)
         sched_cfg = SchedulerConfig(
             max_num_seqs=e.max_num_seqs, max_num_batched_tokens=e.max_num_batched_tokens,
             max_model_len=d.max_model_len, enable_chunked_prefill=e.enable_chunked_prefill,
             long_prefill_token_threshold=e.long_prefill_token_threshold,
-            policy=e.scheduling_policy)
+            policy=e.scheduling_policy, engine=e.scheduler,
+            num_scheduler_steps=e.num_scheduler_steps)
 
         def make_scheduler(d: Deployment = d, e: EngineConfig = e,
                            cfg: SchedulerConfig = sched_cfg) -> Scheduler:

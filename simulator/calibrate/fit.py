@@ -873,6 +873,12 @@ def rocm_cases(gpu: GpuProfile, versions: Sequence[str], used: list[str]) -> lis
             for r in df.to_dict("records")]
 
 
+#: Read the ROCm README's throughput "tokens/s" as total (prompt + output) tokens/s; False: as
+#: output tokens/s. The README does not say which; the fit set decides: read as output tokens/s
+#: its throughput rows fit to 4.4 % median |error| (p90 8.9 %) beside the latencies, read as
+#: total tokens/s to 23 % (p90 38 %: the 2,048-token-prompt rows then imply steps twice as slow
+#: as the 128-token-prompt rows with more sequences and a similar KV cache).
+ROCM_THROUGHPUT_TOTAL = False
 #: ``--max-num-batched-tokens`` of the ROCm README's benchmark_throughput command.
 ROCM_THROUGHPUT_BATCHED_TOKENS = 131072
 
@@ -881,8 +887,8 @@ def rocm_throughput_cases(gpu: GpuProfile, versions: Sequence[str],
                           used: list[str]) -> list[StaticCase]:
     """ROCm dev-docker MI300X offline throughput rows measured under ``versions``, as static
     batches: ``num_prompts`` prompts at t = 0 with ``max_num_seqs`` = prompts (every row), whose
-    elapsed time is the prompts' total tokens over the README's tokens/s (read as total, prompt +
-    output, tokens/s: :mod:`simulator.calibrate.validate_load`). These are the fit's
+    elapsed time is the prompts' tokens over the README's tokens/s (output tokens, or total with
+    :data:`ROCM_THROUGHPUT_TOTAL`). These are the fit's
     hundreds-to-thousands of running sequences, where compute efficiency and per-sequence costs
     separate from the bandwidth terms the fixed-batch latencies pin."""
     df = ds.rocm_mi300x_throughput()
@@ -895,7 +901,7 @@ def rocm_throughput_cases(gpu: GpuProfile, versions: Sequence[str],
     out = []
     for r in df.to_dict("records"):
         n, i, o = int(r["num_prompts"]), int(r["input_len"]), int(r["output_len"])
-        elapsed = n * (i + o) / float(r["throughput_tok_s"])
+        elapsed = n * (i + o if ROCM_THROUGHPUT_TOTAL else o) / float(r["throughput_tok_s"])
         out.append(_make_case(gpu, "rocm-vllm-devdocker-throughput", ROCM_MODELS[str(r["model"])],
                               int(r["tp"]), "fp8", "fp8", n, i, o, elapsed,
                               str(r["vllm_version"]),
@@ -1216,7 +1222,10 @@ def fit_mi300x(shape_from: CalibrationProfile | None = None) -> GpuFit:
               f"(benchmark_latency, batch 1-128, input 128/2048, output 2048) and offline throughput "
               f"(benchmark_throughput, 500-3200 prompts at once with max_num_seqs = prompts, "
               f"max_num_batched_tokens {ROCM_THROUGHPUT_BATCHED_TOKENS}; the README's tokens/s read "
-              f"as total tokens/s, elapsed = prompts x (input + output) / tokens/s). The throughput "
+              f"as {'total' if ROCM_THROUGHPUT_TOTAL else 'output'} tokens/s, the reading under "
+              f"which these rows agree with each other: elapsed = prompts x "
+              f"{'(input + output)' if ROCM_THROUGHPUT_TOTAL else 'output'} / tokens/s). The "
+              f"throughput "
               f"rows are the hundreds-to-thousands of running sequences where compute efficiency and "
               f"per-sequence cost separate from the bandwidth terms. FIT SET: vLLM "
               f"{', '.join(MI300X_FIT_VERSIONS)}; HELD OUT for validation: vLLM 0.9.0.1, 0.9.1, "
@@ -1725,7 +1734,8 @@ def calibrate_command(
     family: Annotated[str, typer.Option(
         help="vLLM family name the --from-bench file is written under.")] = "custom",
     out: Annotated[Path | None, typer.Option(
-        help="Directory to write calibration files to (default: hardware_profiles/calibration).")
+        help="Directory to write calibration files to (default: hardware_profiles/calibration; "
+             "with --from-bench: the user data folder, $XDG_DATA_HOME/servesim/calibration).")
     ] = None,
     date: Annotated[str | None, typer.Option(
         help="Date to stamp (default: keep the file's date when nothing changed, else today).")
@@ -1761,6 +1771,12 @@ def calibrate_command(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     print_fits(profiles)
+    if from_bench is not None and out is None:
+        # NOTE: a user's fit goes to their data folder, never into the installed package (lost on
+        # reinstall, read-only in a system install); step_time.calibration finds it by family.
+        from simulator.profiles import user_calibration_dir
+
+        out = user_calibration_dir()
     if check:
         bad = []
         for p in profiles:
@@ -1779,3 +1795,6 @@ def calibrate_command(
     for p in profiles:
         path = write_profile(p, out, date)
         typer.echo(f"wrote {path}")
+        if from_bench is not None:
+            typer.echo(f"use it with --set step_time.calibration={p.vllm_family} (fleet.gpu "
+                       f"{p.gpu}) or --set step_time.calibration={path}")

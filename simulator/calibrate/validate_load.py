@@ -12,9 +12,9 @@ versions of the same source, the split is stated per suite.
     Llama-3.1-70B/405B FP8 weights and FP8 KV, 500–3,200 prompts submitted at once with
     ``max_num_seqs`` = prompts, fixed input/output lengths), vLLM versions held out of the MI300X
     fit (the same split as ``rocm-mi300x``: :func:`validate.rocm_version_split`). The README's
-    "Throughput (tokens/s)" is taken as benchmark_throughput's *total* tokens/s (prompt + output
-    tokens over the elapsed time: the figure its "tokens/s" line printed in the 0.6 releases the
-    table started with); engine flags as the README's throughput command
+    "Throughput (tokens/s)" does not say whether it counts prompt tokens; it is read as the MI300X
+    fit reads it (``fit.ROCM_THROUGHPUT_TOTAL``: output tokens/s, the reading under which the fit
+    versions' rows agree with each other); engine flags as the README's throughput command
     (``--max-num-batched-tokens 131072``, ``--max-model-len 8192``, chunked prefill off).
 
 ``mlperf``
@@ -28,7 +28,9 @@ versions of the same source, the split is stated per suite.
     (mean and p99, as LoadGen reports them) and completed tokens/s. Assumed, because the data does
     not state it: KV cache ``auto`` (fp16 for this fp16 checkpoint), the OpenOrca input lengths
     (< 1,024 tokens; lognormal mean :data:`MLPERF_ISL_MEAN`), the output lengths (lognormal with the
-    run's measured mean output per sample from its accuracy log, ≥ 3 and < 1,024 tokens). The H200
+    run's measured mean output per sample from its accuracy log, ≥ 3 and < 1,024 tokens). The
+    engine is V0 (vLLM < 0.8) with its default for a 4k-context model, chunked prefill off
+    (``engine.scheduler: v0``: prefills first, whole prompts, never mixed with decodes). The H200
     runs (vLLM < 0.8, the V0 engine) use the GPU's ``v0`` family; the MI300X runs its ``0.8``
     family (the only one).
 
@@ -153,8 +155,8 @@ def build_rocm_throughput() -> tuple[list[Any], list[Any], list[str]]:
                           fast=fast, info=info))
     notes = [f"held-out versions: {', '.join(held) or 'none'} ({source})",
              f"{len(cases)} points (newest value per version and config; values carried over "
-             f"from an older README version dropped); measured tokens/s read as total "
-             f"(prompt + output) tokens/s; engine: max_num_batched_tokens 131072, chunked prefill "
+             f"from an older README version dropped); measured tokens/s read as output "
+             f"tokens/s (fit.ROCM_THROUGHPUT_TOTAL); engine: max_num_batched_tokens 131072, chunked prefill "
              f"off, FP8 KV"]
     return cases, [], notes
 
@@ -178,7 +180,7 @@ def mlperf_scenario(row: dict[str, Any], gpu: str, name: str) -> Scenario:
         model=ModelConfig(name="Llama-2-70B", weight_dtype="fp8"),
         fleet=FleetConfig(gpu=gpu, tp=1, replicas=1),
         engine=EngineConfig(max_num_seqs=mns, max_num_batched_tokens=max(mbt, 2048),
-                            max_model_len=2048,
+                            max_model_len=2048, scheduler="v0", enable_chunked_prefill=False,
                             gpu_memory_utilization=float(row["gpu_memory_utilization"])),
         step_time=StepTimeConfig(calibration=MLPERF_FAMILY[gpu]),
         workload=WorkloadConfig(
@@ -236,8 +238,12 @@ def reduce_throughput(case: Any, res: Any) -> dict[str, float]:
     span = float(req["finish_s"].max()) - float(req["arrival_s"].min())
     out: dict[str, float] = {}
     if case.suite == "rocm-throughput":
-        total = float(req["input_tokens"].sum() + req["output_tokens"].sum())
-        out["throughput"] = total / span
+        from simulator.calibrate.fit import ROCM_THROUGHPUT_TOTAL
+
+        toks = float(req["output_tokens"].sum())
+        if ROCM_THROUGHPUT_TOTAL:
+            toks += float(req["input_tokens"].sum())
+        out["throughput"] = toks / span
     else:
         out["throughput"] = float(req["output_tokens"].sum()) / span * MLPERF_DP
         ttft = req["ttft_s"].to_numpy(dtype=float) * 1000

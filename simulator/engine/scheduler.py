@@ -18,8 +18,19 @@ What this models (``vllm/v1/core/sched/scheduler.py``, ``Scheduler.schedule`` an
 - after the step, a request whose computed tokens reached its tokens samples one output token; it
   finishes when it has ``max_tokens`` outputs or reaches ``max_model_len``, and its blocks are freed.
 
+With ``engine="v0"`` it mirrors instead the pre-V1 engine's default scheduler
+(``vllm/core/scheduler.py``, ``Scheduler._schedule_default``, vLLM ≤ 0.7 and ``VLLM_USE_V1=0``,
+chunked prefill off — V0's default below 32k context): a step runs *either* new prompts, whole,
+when any can be admitted (prefills first: the running decodes wait for that step), *or* every
+running decode — never both; a prompt is admitted only while the free blocks stay above a
+watermark of 1 % of the pool (``BlockSpaceManager.can_allocate``). With ``num_scheduler_steps``
+> 1 (vLLM 0.6's multi-step scheduling, ``--num-scheduler-steps``) one scheduling pass runs that
+many decode steps: new prompts wait for the end of the pass. V0 with chunked prefill on
+(``_schedule_chunked_prefill``: decodes first, then prefill chunks in the same step) is the V1 rule.
+
 Leaves out: speculative decoding, async scheduling placeholders, encoder inputs, LoRA slots,
-KV connectors, structured output. The mode names follow vLLM's ``--scheduling-policy`` values.
+KV connectors, structured output, V0's swap preemption mode. The mode names follow vLLM's
+``--scheduling-policy`` values.
 """
 
 from __future__ import annotations
@@ -44,6 +55,10 @@ class SchedulerConfig:
     enable_chunked_prefill: bool = True
     long_prefill_token_threshold: int = 0
     policy: SchedulingPolicy = "fcfs"
+    engine: Literal["v1", "v0"] = "v1"
+    """Which vLLM engine's scheduler (see the module docstring)."""
+    num_scheduler_steps: int = 1
+    """Decode steps per scheduling pass (V0 multi-step scheduling)."""
 
 
 @dataclass(slots=True)
@@ -80,6 +95,9 @@ class Scheduler:
         self.waiting: RequestQueue = QUEUES[config.policy]()
         self.running: list[Request] = []
         self.num_preemptions = 0
+        self.v0_prefill_first = config.engine == "v0" and not config.enable_chunked_prefill
+        self.pass_left = 0
+        """Decode steps left in the current multi-step pass (``num_scheduler_steps``)."""
 
     # ---- queue management --------------------------------------------------------------------
     def add_request(self, request: Request) -> None:
@@ -130,6 +148,16 @@ class Scheduler:
         max_len = cfg.max_model_len
         priority = cfg.policy == "priority"
 
+        # 0. V0 (prefills first): whole new prompts, if any can be admitted, and nothing else.
+        if self.v0_prefill_first and len(self.waiting) and self.pass_left <= 0:
+            watermark = self.kv.num_blocks // 100
+            self.admit_waiting(plan, budget, watermark)
+            if plan.requests:
+                return self._advance(plan)
+        if self.config.num_scheduler_steps > 1:
+            self.pass_left = (self.pass_left - 1 if self.pass_left > 0
+                              else self.config.num_scheduler_steps - 1)
+
         # 1. RUNNING requests.
         i = 0
         running = self.running
@@ -171,20 +199,24 @@ class Scheduler:
             budget -= n
             i += 1
 
-        # 2. WAITING requests — not in a step that preempted.
-        if not plan.preempted:
+        # 2. WAITING requests — not in a step that preempted (nor, in V0, after the decodes, nor
+        # inside a multi-step pass).
+        if not plan.preempted and not self.v0_prefill_first and self.pass_left <= 0:
             self.admit_waiting(plan, budget)
+        return self._advance(plan)
 
-        # 3. Advance computed tokens now, as vLLM's _update_after_schedule does.
+    def _advance(self, plan: StepPlan) -> StepPlan:
+        """Step 3: advance computed tokens now, as vLLM's _update_after_schedule does."""
         ctx = plan.context_lens
-        for req, n in zip(sched_reqs, sched_tokens, strict=True):
+        for req, n in zip(plan.requests, plan.num_new_tokens, strict=True):
             ctx.append(req.num_computed_tokens)
             req.num_computed_tokens += n
         return plan
 
-    def admit_waiting(self, plan: StepPlan, budget: int) -> None:
+    def admit_waiting(self, plan: StepPlan, budget: int, watermark: int = 0) -> None:
         """Step 2 of :meth:`schedule`: admit WAITING requests into ``plan`` with what is left of
-        the token budget (their computed tokens are not advanced yet)."""
+        the token budget (their computed tokens are not advanced yet); with ``watermark``, only
+        while at least that many blocks stay free (V0's admission rule)."""
         cfg = self.config
         kv = self.kv
         running = self.running
@@ -206,6 +238,9 @@ class Scheduler:
             if not cfg.enable_chunked_prefill and n > budget:
                 break
             n = min(n, budget)
+            if watermark and kv.num_free - (-(-(hit_tokens + n) // kv.block_size)
+                                            - len(hit_blocks)) < watermark:
+                break
             if kv.allocate_slots(req, n, hit_tokens, hit_blocks) is None:
                 break
             waiting.pop()

@@ -250,13 +250,15 @@ class RooflineStepTime:
     """The calibrated physical model (see module docstring)."""
 
     def __init__(self, model: ModelProfile, gpu: GpuProfile, *, tp: int, weight_dtype: str,
-                 kv_dtype: str, calibration: Calibration) -> None:
+                 kv_dtype: str, calibration: Calibration, scheduler_steps: int = 1) -> None:
         self.model = model
         self.gpu = gpu
         self.tp = tp
         self.weight_dtype = weight_dtype
         self.kv_dtype = kv_dtype
         self.cal = c = calibration
+        self.scheduler_steps = scheduler_steps
+        """Decode steps per scheduling pass (V0 multi-step): their CPU overhead is shared."""
         wb = BYTES_PER_PARAM[weight_dtype]
         m = model
         L = m.num_layers
@@ -459,9 +461,18 @@ class RooflineStepTime:
                             bw_efficiency=c.weight_bw_efficiency, latency_s=c.gemm_latency_us * US)
 
     def _overhead(self, T: Num, S: Num) -> Num:
-        """CPU-side overhead of a step of ``T`` tokens and ``S`` sequences."""
+        """CPU-side overhead of a step of ``T`` tokens and ``S`` sequences. With V0 multi-step
+        scheduling (``scheduler_steps`` n > 1) a decode-only step (T = S) pays 1/n of the step and
+        per-sequence overhead: the pass schedules, prepares inputs and syncs once for n steps."""
         c = self.cal
-        return (c.step_overhead_us + c.per_seq_overhead_us * S + c.per_token_overhead_us * T) * US
+        per_step = c.step_overhead_us + c.per_seq_overhead_us * S
+        n = self.scheduler_steps
+        if n > 1:
+            if isinstance(T, np.ndarray) or isinstance(S, np.ndarray):
+                per_step = per_step * np.where(np.asarray(T) == np.asarray(S), 1.0 / n, 1.0)
+            elif T == S:
+                per_step = per_step / n
+        return (per_step + c.per_token_overhead_us * T) * US
 
     def decode_kv_eff(self, num_decodes: Num) -> Num:
         """Bandwidth efficiency of the decode-attention kernel for ``num_decodes`` sequences:
