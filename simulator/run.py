@@ -346,8 +346,10 @@ def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list
 # --------------------------------------------------------------------------------------------
 
 
-def simulate(sc: Scenario) -> Results:
-    """Run one scenario and return its results."""
+def simulate(sc: Scenario, progress: Any = None) -> Results:
+    """Run one scenario and return its results. ``progress``: an object told when the run starts
+    (``started(env, recorder, expected_requests, until_s)``) and ends (``finished()``), e.g.
+    :class:`simulator.report.progress.RunWatcher`; it only reads the run."""
     wall0 = time.perf_counter()
     pools = resolve_pools(sc)
     dep = pools[0].deployment
@@ -387,10 +389,14 @@ def simulate(sc: Scenario) -> Results:
     # the cyclic garbage collector's full passes skip it (S2: ~10 % of the run was such passes).
     # Unfrozen after, so nothing frozen outlives the run (a notebook runs many).
     gc.freeze()
+    if progress is not None:
+        progress.started(env, rec, traffic.expected_requests, limit)
     try:
         env.run(until=simpy.AnyOf(env, [stop, env.timeout(limit)]))
     finally:
         gc.unfreeze()
+        if progress is not None:
+            progress.finished()
     end = env.now
 
     # Finalise and collect.

@@ -1150,7 +1150,9 @@ def validate(suites: Sequence[str] | None = None, fast: bool = False, jobs: int 
         c, sk, nt = BUILDERS[s]()
         if fast:
             c = [x for x in c if x.fast]
-            nt = [*nt, f"fast subset: {len(c)} points"]
+            # NOTE: the suite's own notes count every point it has; only the subset is simulated.
+            nt = [n.replace(" points simulated", " points in the suite") for n in nt]
+            nt = [*nt, f"fast subset: {len(c)} points simulated"]
         cases += c
         skipped += sk
         notes[s] = nt
@@ -1414,10 +1416,16 @@ def validate_command(
         "--write", help="Write the markdown report here (e.g. benchmarks/fidelity.md).")] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", help="Parallel simulation processes (default: all CPUs).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar (it is drawn on stderr, on a terminal only).")
+    ] = False,
 ) -> None:
     """Simulate measured vLLM setups and print the error table (median / p90 of |error| %)."""
+    from simulator.report.progress import counter, wanted
+
     try:
-        report = validate(suite, fast=fast, jobs=jobs)
+        with counter("validate", wanted(quiet)) as tick:
+            report = validate(suite, fast=fast, jobs=jobs, progress=tick)
     except ds.DataMissing as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -9,7 +9,8 @@ An attempt (one try of a client request, :mod:`simulator.cluster.request`) goes:
 2. gateway (:mod:`simulator.cluster.gateway`): API key → tenant (401), validation against the target
    model's ``max_model_len`` (400), rate limits, quota and load shedding (429);
 3. router (:mod:`simulator.cluster.router`): served model (tenant routes, graceful-degradation
-   fallback), replica group (region first, spill-over), replica (policy). All saturated: held in the
+   fallback), replica group (every pool of the model in the client's region first, other regions
+   on spill-over), replica (policy, balancing by load across pools). All saturated: held in the
    group's fair queue or shed (429); nothing routable: 503. A group in another region adds half
    the inter-region round trip each way;
 4. replica: a dead one answers 502 at once (until health checks or the circuit breaker take it out of
@@ -88,6 +89,8 @@ class Pool:
     """Tenant → indices of the replicas holding its adapter."""
     decode_name: str | None = None
     """Prefill pools: the name of their decode pool."""
+    weight: float = 1.0
+    """Routing weight (relative capacity) of its replicas."""
     deployment: Any = None
     replicas: list[Replica] = field(default_factory=list)
     make_scheduler: Callable[[], Scheduler] | None = None
@@ -172,7 +175,7 @@ class Fleet:
                       role=pool.role, fast_path=self.fast_path)
         pool.replicas.append(rep)
         self.replicas.append(rep)
-        self.states.append(ReplicaState(rep, rep.id))
+        self.states.append(ReplicaState(rep, rep.id, weight=pool.weight))
         return rep
 
     def attach_replica(self, rep: Replica) -> None:
@@ -222,9 +225,22 @@ class Fleet:
         for p in self.pools:
             if p.role == "prefill" and p.decode_name is not None:
                 p.decode = by_name[p.decode_name]
-        if self.cfg.region_aware:
+        if self.cfg.region_aware and self.cfg.pool_preference == "order":
             for p in self.pools:
                 p.group = self._group(p.name, p.served, p.region, [p])
+        elif self.cfg.region_aware:
+            # NOTE: every ready replica of a served model in a region is a candidate (a Service's
+            # endpoints), whatever its pool, GPU or zone: one group per (served model, region).
+            for name in served_models:
+                for region in dict.fromkeys(p.region for p in front if p.served == name):
+                    members = [p for p in front if p.served == name and p.region == region]
+                    key = members[0].name if len(members) == 1 else f"{name}@{region}"
+                    g = self._group(key, name, region, members)
+                    for p in members:
+                        p.group = g
+            for p in self.pools:
+                if p.role == "decode":
+                    p.group = self._group(p.name, p.served, p.region, [p])
         else:
             for name in served_models:
                 g = self._group(name, name, "*", [p for p in front if p.served == name])
@@ -264,9 +280,12 @@ class Fleet:
         rc = self.rcfg
         policy = ROUTERS[rc.kind](states, rng=self.rng, prefix_blocks=rc.prefix_blocks,
                                   prefix_skip_blocks=rc.prefix_skip_blocks,
-                                  load_bound=rc.load_bound, virtual_nodes=rc.virtual_nodes)
-        pinned = {t: frozenset(p.replicas[i].id for i in idx)
-                  for p in pools for t, idx in p.pin.items()}
+                                  load_bound=rc.load_bound, virtual_nodes=rc.virtual_nodes,
+                                  weighted=any(p.weight != 1.0 for p in pools))
+        pinned: dict[str, frozenset[int]] = {}
+        for p in pools:
+            for t, idx in p.pin.items():
+                pinned[t] = pinned.get(t, frozenset()) | frozenset(p.replicas[i].id for i in idx)
         queue = FairQueue(self.gcfg.fairness, lambda t: self.gcfg.policy(t).weight,
                           self.gcfg.vtc_input_weight, self.gcfg.vtc_output_weight)
         g = Group(key, served, region, states, policy, queue, pinned)

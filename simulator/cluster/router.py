@@ -11,11 +11,21 @@ router, AIBrix, an Envoy with outlier detection). It sees what a real one sees:
   breaker**: after ``eject_after_failures`` consecutive 5xx from a replica it ejects it for
   ``ejection_s``.
 
-Replicas are grouped by pool (one group per pool when routing is region-aware; one group per served
-model across regions otherwise). For a request the router tries the groups of its served model in
-order — the client's region first, then the others (spill-over) — skipping groups with no routable
-replica, or whose replicas are all saturated, or (with a spill threshold) overloaded. Within a group a
-*policy* picks the replica. Policies are small objects behind one ``Protocol``, chosen through one
+Replicas are grouped as a real router's endpoint set is: every ready replica of a served model in
+one region is one group (a Kubernetes Service, a Gateway API ``InferencePool``, the vLLM
+production-stack router's endpoints of a model), whatever pool, GPU, zone or price it comes from —
+so an H100 pool, an H200 pool and a spot pool of one model all take traffic, balanced by load.
+Regions stay apart: with region-aware routing there is one group per served model and region, and
+the router tries the client's region first, then the others (spill-over); without it one group per
+served model spans every region. ``fleet.pool_preference: order`` keeps one group per pool instead
+(pools of a region tried in the order listed: fill the first, e.g. reserved capacity, and spill to
+the next only when it is saturated or over ``spill_when_waiting_per_replica``). For a request the
+router tries the groups in order, skipping groups with no routable replica, or whose replicas are
+all saturated, or (with a spill threshold) overloaded. Within a group a *policy* picks the replica;
+the load-aware ones (``least_outstanding``, ``power_of_two``, the fallback of ``prefix_affinity``)
+divide by a pool's routing ``weight`` when weights are set (Envoy's weighted least-request:
+the largest weight / (outstanding + 1) wins), so a replica of twice the capacity gets about twice
+the requests in flight. Policies are small objects behind one ``Protocol``, chosen through one
 mapping, :data:`ROUTERS`. When every replica is saturated the fleet queues the request at the router
 or sheds it (:mod:`simulator.cluster.fleet`).
 
@@ -63,12 +73,12 @@ class ReplicaState:
     """The router's view of one replica."""
 
     __slots__ = ("_draining", "_ejected_until", "_healthy", "consecutive_failures", "groups",
-                 "id", "kv_usage", "num_waiting", "outstanding", "replica")
+                 "id", "kv_usage", "num_waiting", "outstanding", "replica", "weight")
 
     def __init__(self, replica: Replica, id: int, outstanding: int = 0, num_waiting: int = 0,
                  kv_usage: float = 0.0, healthy: bool = True, draining: bool = False,
                  ejected_until: float = -math.inf, consecutive_failures: int = 0,
-                 groups: list[Group] | None = None) -> None:
+                 groups: list[Group] | None = None, weight: float = 1.0) -> None:
         self.replica = replica
         self.id = id
         """Global replica id."""
@@ -83,6 +93,8 @@ class ReplicaState:
         self._ejected_until = ejected_until
         self.consecutive_failures = consecutive_failures
         self.groups: list[Group] = [] if groups is None else groups
+        self.weight = weight
+        """Routing weight: the relative capacity of its pool (``fleet.pools[].weight``)."""
         _EPOCH[0] += 1
 
     @property
@@ -150,11 +162,20 @@ class Random:
         return cands[int(self.rng.integers(len(cands)))] if len(cands) > 1 else cands[0]
 
 
-class PowerOfTwo:
-    """Sample two distinct replicas, take the one with fewer outstanding requests."""
+def _lighter(b: ReplicaState, a: ReplicaState) -> bool:
+    """``b`` is less loaded than ``a`` for its capacity: weight / (outstanding + 1) is larger
+    (Envoy's weighted least-request with ``active_request_bias`` 1)."""
+    return b.weight * (a.outstanding + 1) > a.weight * (b.outstanding + 1)
 
-    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator, **_: Any) -> None:
+
+class PowerOfTwo:
+    """Sample two distinct replicas, take the one with fewer outstanding requests (per unit of
+    routing weight when weights are set)."""
+
+    def __init__(self, states: Sequence[ReplicaState], rng: np.random.Generator,
+                 weighted: bool = False, **_: Any) -> None:
         self.rng = rng
+        self.weighted = weighted
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
         n = len(cands)
@@ -162,17 +183,26 @@ class PowerOfTwo:
             return cands[0]
         i, j = self.rng.choice(n, size=2, replace=False)
         a, b = cands[int(i)], cands[int(j)]
+        if self.weighted:
+            return b if _lighter(b, a) else a
         return b if b.outstanding < a.outstanding else a
 
 
 class LeastOutstanding:
-    """Fewest requests in flight (as the router counts them); ties go to the lowest index."""
+    """Fewest requests in flight (as the router counts them); ties go to the lowest index. With
+    routing weights: the largest weight / (outstanding + 1)."""
 
-    def __init__(self, states: Sequence[ReplicaState] = (), **_: Any) -> None:
-        pass
+    def __init__(self, states: Sequence[ReplicaState] = (), weighted: bool = False,
+                 **_: Any) -> None:
+        self.weighted = weighted
 
     def choose(self, req: Request, cands: Sequence[ReplicaState]) -> ReplicaState:
         best = cands[0]
+        if self.weighted:
+            for s in cands:
+                if _lighter(s, best):
+                    best = s
+            return best
         for s in cands:
             if s.outstanding < best.outstanding:
                 best = s
@@ -205,7 +235,7 @@ class PrefixAffinity:
 
     def __init__(self, states: Sequence[ReplicaState], prefix_blocks: int = 4,
                  load_bound: float = 1.25, virtual_nodes: int = 64, prefix_skip_blocks: int = 0,
-                 rng: Any = None) -> None:
+                 rng: Any = None, weighted: bool = False) -> None:
         # NOTE: no ``**kwargs`` after defaults here (the router table passes ``rng`` to every
         # policy): mypyc cannot compile that signature (see simulator._native).
         self.k = prefix_blocks
@@ -214,7 +244,7 @@ class PrefixAffinity:
         ring = sorted((mix64((s.id << 16) ^ v), s.id) for s in states for v in range(virtual_nodes))
         self.points = [p for p, _ in ring]
         self.owners = [o for _, o in ring]
-        self.fallback = LeastOutstanding()
+        self.fallback = LeastOutstanding(weighted=weighted)
 
     def key(self, req: Request) -> int | None:
         h = req.prefix_hashes[self.skip: self.skip + self.k]
@@ -256,7 +286,8 @@ ROUTERS: dict[str, type[RoundRobin] | type[Random] | type[PowerOfTwo] | type[Lea
 
 @dataclass(eq=False)
 class Group:
-    """Replicas the router balances over with one policy (a pool, or a served model's pools)."""
+    """Replicas the router balances over with one policy: a served model's pools in one region (or
+    in every region), or one pool (``fleet.pool_preference: order``, decode pools)."""
 
     key: str
     served: str

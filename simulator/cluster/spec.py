@@ -127,6 +127,11 @@ class PoolConfig(Strict):
     pin: dict[str, list[int]] = Field(default_factory=dict)
     """Tenant (LoRA) pinning: tenant → indices of the replicas of this pool that hold its adapter;
     that tenant's requests go only to those replicas (other tenants are unaffected)."""
+    weight: float = Field(default=1.0, gt=0)
+    """Routing weight: the relative capacity of one of its replicas next to the other pools of
+    the same model (e.g. 1.6 for an H200 pool beside H100 pools). The load-aware policies
+    (``least_outstanding``, ``power_of_two``) then pick the largest weight / (outstanding + 1)
+    (Envoy's weighted least-request) instead of the fewest outstanding. All 1: unweighted."""
 
     @model_validator(mode="after")
     def _check(self) -> PoolConfig:
@@ -218,7 +223,17 @@ class FleetConfig(Strict):
     region_aware: bool = True
     """Route to the client's region first and spill over to other regions only when its pools are
     unavailable, saturated or over ``spill_when_waiting_per_replica``; false: one replica group
-    across regions (the policy alone decides, ignoring distance)."""
+    across regions (the policy alone decides, ignoring distance). Within a region every pool of
+    the served model takes traffic (see ``pool_preference``)."""
+    pool_preference: Literal["none", "order"] = "none"
+    """How pools of one served model in one region share requests. ``none``: every ready replica
+    of the model in the region is a candidate and the router policy balances them by load (what a
+    Kubernetes Service, the Gateway API inference extension, the vLLM production-stack router and
+    llm-d do). ``order``: the pools are tried in the order listed, the next one only when every
+    replica of the previous is saturated (``router.max_outstanding_per_replica``), unavailable or
+    over ``spill_when_waiting_per_replica`` — fill reserved capacity first, then spill to spot or
+    on-demand. NOTE: without a saturation limit or spill threshold, ``order`` sends everything to
+    the first pool while it is up."""
     spill_when_waiting_per_replica: float | None = Field(default=None, ge=0)
     """Region spill-over threshold on scraped waiting requests per routable replica (None: spill
     only when the local pools are saturated or down)."""

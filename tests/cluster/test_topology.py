@@ -161,3 +161,64 @@ def test_fleet_config_errors_say_what_to_fix():
         simulate(scenario(fleet={"aggregate": True, "pools": [
             {"name": "p", "role": "prefill", "decode_pool": "d", "tp": 2},
             {"name": "d", "role": "decode"}]}))
+
+
+# ---- same-model pools in one region (issue 22) ----------------------------------------------
+
+MIXED = {"pools": [{"name": "h100", "gpu": "H100-SXM", "replicas": 2},
+                   {"name": "h200", "gpu": "H200-SXM", "replicas": 2}]}
+MIXED_WL = {"num_requests": 1500, "arrival": {"kind": "poisson", "rate": 45}}
+
+
+def _by_pool(res) -> dict[str, int]:
+    return {k: v["completed"] for k, v in res.summary["fleet"]["by_pool"].items()}
+
+
+def test_same_model_pools_in_one_region_all_serve_and_cut_latency():
+    # Before: one routing group per pool, the first took every request (by_pool h200: 0).
+    sc = scenario(seed=4, workload=MIXED_WL, engine={"max_num_seqs": 64}, fleet=MIXED)
+    res = simulate(sc)
+    got = _by_pool(res)
+    assert got["h100"] > 400 and got["h200"] > 400
+    # The H200s are faster, so least-outstanding sends them more.
+    assert got["h200"] > got["h100"]
+    ordered = simulate(scenario(seed=4, workload=MIXED_WL, engine={"max_num_seqs": 64},
+                                fleet={**MIXED, "pool_preference": "order"}))
+    assert _by_pool(ordered) == {"h100": 1500}
+    assert res.summary["ttft_ms"]["p90"] < ordered.summary["ttft_ms"]["p90"]
+    # region_aware false gives the same split: within one region the two are the same group.
+    agnostic = simulate(scenario(seed=4, workload=MIXED_WL, engine={"max_num_seqs": 64},
+                                 fleet={**MIXED, "region_aware": False}))
+    assert _by_pool(agnostic) == got
+
+
+def test_two_zones_of_one_region_both_serve_and_a_zone_loss_leaves_the_other():
+    pools = [{"name": "za", "zone": "a", "replicas": 2}, {"name": "zb", "zone": "b", "replicas": 2}]
+    wl = {"num_requests": 1200, "arrival": {"kind": "poisson", "rate": 70}}
+    res = simulate(scenario(workload=wl, fleet={"pools": pools}))
+    got = _by_pool(res)
+    assert min(got.values()) > 0.35 * 1200
+    lost = simulate(scenario(workload=wl, fleet={"pools": pools},
+                             faults={"events": [{"kind": "zone_loss", "at_s": 5.0, "zone": "a"}]}))
+    late = lost.requests[lost.requests["arrival_s"] > 8.0]
+    assert (late.loc[late["outcome"] == names.COMPLETED, "pool"] == "zb").all()
+
+
+def test_order_preference_spills_to_the_next_pool_when_the_first_is_saturated():
+    pools = [{"name": "reserved", "replicas": 1}, {"name": "spot", "replicas": 1}]
+    wl = {"num_requests": 600, "arrival": {"kind": "poisson", "rate": 40}}
+    res = simulate(scenario(workload=wl, fleet={"pools": pools, "pool_preference": "order",
+                                                "router": {"max_outstanding_per_replica": 8}}))
+    got = _by_pool(res)
+    assert got["reserved"] > got["spot"] > 0
+
+
+def test_routing_weights_give_a_heavier_pool_more_requests_in_flight(monkeypatch):
+    pools = [{"name": "small", "replicas": 1}, {"name": "big", "replicas": 1, "weight": 3}]
+    items = [(0.0, RequestSpec(200, 400)) for _ in range(80)]
+    res = simulate_traffic(monkeypatch, scenario(fleet={"pools": pools}), traffic(items))
+    got = res.requests["pool"].value_counts().to_dict()
+    assert got == {"big": 60, "small": 20}
+    plain = simulate_traffic(monkeypatch, scenario(fleet={"pools": [
+        {**p, "weight": 1} for p in pools]}), traffic(items))
+    assert plain.requests["pool"].value_counts().to_dict() == {"big": 40, "small": 40}
