@@ -59,6 +59,9 @@ def run(
     save_bench: Annotated[Path | None, typer.Option(
         "--save-bench", help="Write the run's result JSON with the keys of `vllm bench serve "
         "--save-result`.")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar (it is drawn on stderr, on a terminal only).")
+    ] = False,
 ) -> None:
     """Simulate one scenario and print latency, throughput, cost, SLO and autoscaling figures."""
     from simulator.config import load_scenario
@@ -74,8 +77,10 @@ def run(
         run_replicated(scenario, set_ or [], seed, replications, out, as_json)
         return
     try:
+        from simulator.report.progress import RunWatcher, wanted
+
         sc = load_scenario(scenario, set_ or [], seed)
-        res = simulate(sc)
+        res = simulate(sc, progress=RunWatcher(wanted(quiet)))
     except ConfigError as e:
         _fail(str(e))
         return

@@ -67,13 +67,13 @@ def parse_variant(item: str) -> tuple[str, list[str]]:
 
 def compare(scenario: str | Path, variants: dict[str, list[str]] | None = None,
             overrides: list[str] | None = None, pool: str | None = None,
-            jobs: int = 1) -> pd.DataFrame:
+            jobs: int = 1, progress: Any = None) -> pd.DataFrame:
     """Run ``scenario`` once per variant (same seed and traffic) and return the comparison table,
-    one row per variant in the given order."""
-    from simulator.config import parse_override, set_path
+    one row per variant in the given order (``progress(done, total)`` after each variant)."""
+    from simulator.config import format_path, parse_override, scenario_path, set_path
     from simulator.sweep import RunPoint, _raw_scenario, _run_local, build_scenario
 
-    path = Path(scenario)
+    path = scenario_path(scenario)
     raw, base_dir, label = _raw_scenario(path)
     base = copy.deepcopy(raw)
     for item in overrides or []:
@@ -91,10 +91,14 @@ def compare(scenario: str | Path, variants: dict[str, list[str]] | None = None,
         changes: dict[str, Any] = {}
         for item in sets:
             keys, value = parse_override(item.replace("{pool}", pool))
-            changes[".".join(keys)] = value
+            changes[format_path(keys)] = value
         sc = build_scenario(base, base_dir, changes, f"variant {name}")
         points.append(RunPoint(name, label, {"variant": name}, sc))
-    rows = {r["key"]: r for r in _run_local(points, jobs)}
+    rows: dict[str, Any] = {}
+    for r in _run_local(points, jobs):
+        rows[r["key"]] = r
+        if progress is not None:
+            progress(len(rows), len(points))
     out = []
     for p in points:
         r = rows[p.key]
@@ -121,6 +125,9 @@ def mitigations_command(
                                              "(default: the first).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Also write the table as CSV here.")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar (it is drawn on stderr, on a terminal only).")
+    ] = False,
 ) -> None:
     """Compare cold-start mitigations on the same traffic (warm pool, min replicas, cached
     weights, KV-cache scaling, longer stabilization): p99 TTFT, timeouts, peak replicas, cost."""
@@ -137,7 +144,10 @@ def mitigations_command(
             if missing:
                 raise ConfigError(f"--only: unknown variant(s) {missing}; known: {sorted(vs)}")
             vs = {n: vs[n] for n in only}
-        df = compare(scenario, vs, set_ or [], pool, jobs)
+        from simulator.report.progress import counter, wanted
+
+        with counter("mitigations", wanted(quiet)) as tick:
+            df = compare(scenario, vs, set_ or [], pool, jobs, progress=tick)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
