@@ -30,6 +30,7 @@ from simulator.cluster.faults import start_faults
 from simulator.cluster.fleet import Fleet, Pool
 from simulator.cluster.spec import PoolConfig
 from simulator.config import EngineConfig, Scenario
+from simulator.cost import capacity_fns
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.scheduler import Scheduler, SchedulerConfig
 from simulator.engine.step_time import RooflineStepTime, StepTimeModel
@@ -441,7 +442,10 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
     summary["sim"]["wall_s"] = time.perf_counter() - wall0
     res = Results(sc, dep, requests, steps, samples, itl, summary,
                   extra={"attempts": attempts, "replicas": replicas,
-                         "deployments": {rp.config.name: rp.deployment for rp in pools}})
+                         "deployments": {rp.config.name: rp.deployment for rp in pools},
+                         "gpu_time": pd.DataFrame.from_records(
+                             fleet.gpu_time(), columns=["replica", "pool", "busy_s", "prefill_s"]),
+                         "capacity": capacity_fns(fleet.pools)})
     # ---- planner figures (issue 7): per-tenant breakdown, SLO attainment/goodput, cost --------
     res.summary.update(post_summary(res))
     # ---- autoscaling (issue 5): fleet time series and the autoscaling block --------------------

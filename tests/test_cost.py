@@ -62,11 +62,31 @@ def test_static_fleet_by_hand():
     assert c["basis"].startswith("static fleet")
 
 
-def test_hourly_billing_rounds_each_replica_up():
+def test_hourly_billing_rounds_the_bill_not_the_steady_rate():
     c = cost_summary(fake_run(cost={"granularity": "hour"}))
     assert c["gpu_hours"] == pytest.approx(4.0)  # 4 GPUs × one started hour
-    assert c["total_usd"] == pytest.approx(15.96)
-    assert c["usd_per_hour"] == pytest.approx(31.92)  # half an hour used, a whole one paid
+    assert c["total_usd"] == pytest.approx(15.96)  # the run's bill: half an hour used, one paid
+    assert c["bill"]["usd"] == pytest.approx(15.96)
+    assert c["bill"]["rounding_usd"] == pytest.approx(15.96 / 2)
+    # Before (#22): 31.92 $/h and 23,302 $/month — the partial hour charged as if it recurred.
+    # The fleet keeps running: 4 GPUs × 3.99 $/h.
+    assert c["usd_per_hour"] == pytest.approx(15.96)
+    assert c["usd_per_month"] == pytest.approx(15.96 * 730)
+
+
+def test_hourly_billing_rounding_of_released_replicas_recurs_in_the_rate():
+    # Over an hour, replica 0 is held throughout; replica 1 comes for 20 minutes and is released
+    # (an autoscaler's burst replica): on hourly billing each such visit costs a whole hour.
+    reps = pd.DataFrame({"replica": [0, 1], "pool": "p", "gpu": "H100-SXM", "tp": 1,
+                         "start_s": [0.0, 1200.0], "end_s": [3600.0, 2400.0],
+                         "end_reason": ["run_end", "scale_down"]})
+    c = cost_summary(fake_run(replicas=1, tp=1, sim_time_s=3600.0, window=(0.0, 3600.0),
+                              extra={"replicas": reps}, cost={"granularity": "hour"}))
+    assert c["total_usd"] == pytest.approx(2 * 3.99)
+    assert c["usd_per_hour"] == pytest.approx(2 * 3.99)  # 1 h + (20 min billed as 1 h) per hour
+    per_s = cost_summary(fake_run(replicas=1, tp=1, sim_time_s=3600.0, window=(0.0, 3600.0),
+                                  extra={"replicas": reps}))
+    assert per_s["usd_per_hour"] == pytest.approx(3.99 * (1 + 1 / 3))
     assert list(billed_seconds([0, 0, 10], [0, 3600, 3610], "hour")) == [0.0, 3600.0, 3600.0]
     assert list(billed_seconds([0, 0], [1, 3601], "hour")) == [3600.0, 7200.0]
 
@@ -164,3 +184,81 @@ def test_crash_gap_is_billed_but_spot_preemption_gap_is_not():
     # 900 s before the preemption and 1800 s for its replacement.
     assert c["gpu_hours"] == pytest.approx((3600 + 900 + 1800) / 3600)
     assert c["total_usd"] == pytest.approx(c["gpu_hours"] * 3.99)
+
+
+# ---- issue 22: figures a planner buys on ----------------------------------------------------
+
+def test_cost_figures_are_identical_with_step_rows_on_and_off():
+    # Before (#22): without step rows the input/output split fell back to the token share.
+    def cost(record: bool) -> dict[str, Any]:
+        sc = small_scenario(fleet={"replicas": 2}, metrics={"record_steps": record},
+                            workload={"arrival": {"kind": "poisson", "rate": 30}})
+        return simulate(sc).summary["cost"]
+
+    on, off = cost(True), cost(False)
+    assert on == off
+    assert 0 < on["input_share"] < 0.5
+    assert on["usd_per_1m_input_tokens"] < on["usd_per_1m_output_tokens"]
+
+
+def test_short_hourly_run_reports_the_bill_apart_from_the_steady_rate():
+    # `servesim run --set cost.granularity=hour --set workload.num_requests=500`: one H100.
+    s = simulate(small_scenario(cost={"granularity": "hour"},
+                                workload={"num_requests": 500})).summary
+    c = s["cost"]
+    assert c["usd_per_hour"] == pytest.approx(3.99)  # before (#22): 262.3
+    assert c["usd_per_month"] == pytest.approx(3.99 * 730)  # before: 191,473
+    assert c["total_usd"] == pytest.approx(3.99) and c["bill"]["usd"] == pytest.approx(3.99)
+    assert c["bill"]["rounding_usd"] == pytest.approx(3.99 * (1 - s["sim"]["sim_time_s"] / 3600))
+
+
+POOLS_SPOT = [{"name": "od", "replicas": 2},
+              {"name": "spot", "replicas": 2, "pricing": {"kind": "spot"}}]
+
+
+def test_pool_pricing_prices_a_spot_pool_apart():
+    s = simulate(small_scenario(fleet={"pools": POOLS_SPOT})).summary
+    c = s["cost"]
+    assert c["by_pool"]["od"]["usd_per_gpu_hour"] == pytest.approx(3.99)
+    assert c["by_pool"]["spot"]["usd_per_gpu_hour"] == pytest.approx(2.46)
+    assert c["usd_per_hour"] == pytest.approx(2 * 3.99 + 2 * 2.46)
+    assert c["total_usd"] == pytest.approx((2 * 3.99 + 2 * 2.46) * s["sim"]["sim_time_s"] / 3600)
+    # Both pools served (same model, same region).
+    assert all(v["completed"] > 50 for v in s["fleet"]["by_pool"].values())
+    own = simulate(small_scenario(fleet={"pools": [
+        POOLS_SPOT[0], {**POOLS_SPOT[1], "pricing": {"usd_per_gpu_hour": 1.0}}]})).summary["cost"]
+    assert own["by_pool"]["spot"]["usd_per_gpu_hour"] == 1.0
+
+
+@pytest.mark.parametrize(("replicas", "rate"), [(2, 4 * 1.60), (6, 4 * 1.60 + 2 * 3.99)])
+def test_reserved_commitment_is_paid_whether_used_or_not_with_on_demand_above(replicas, rate):
+    pools = [{"name": "res", "replicas": replicas,
+              "pricing": {"kind": "reserved", "committed_gpus": 4}}]
+    s = simulate(small_scenario(fleet={"pools": pools})).summary
+    c, t = s["cost"], s["sim"]["sim_time_s"]
+    assert c["usd_per_hour"] == pytest.approx(rate)
+    assert c["total_usd"] == pytest.approx(rate * t / 3600)
+    b = c["by_pool"]["res"]
+    assert b["committed_gpus"] == 4
+    assert b["committed_unused_gpu_hours"] == pytest.approx(max(4 - replicas, 0) * t / 3600)
+
+
+def test_pool_pricing_errors_say_what_to_fix():
+    with pytest.raises(ConfigError, match=r"set pricing\.kind: reserved"):
+        small_scenario(fleet={"pools": [{"name": "a", "pricing": {"committed_gpus": 2}}]})
+    with pytest.raises(ConfigError, match=r"set pricing\.committed_gpus"):
+        small_scenario(fleet={"pools": [{"name": "a", "pricing": {
+            "kind": "reserved", "overflow_usd_per_gpu_hour": 3.0}}]})
+
+
+def test_utilisation_tells_a_trickle_from_a_full_replica():
+    # Before (#22): "busy" = ≥ 1 request running, so a trickle looked 100 % used.
+    light = simulate(small_scenario(workload={"arrival": {"kind": "poisson", "rate": 2},
+                                              "num_requests": 100})).summary["cost"]
+    full = simulate(small_scenario(workload={"arrival": {"kind": "poisson", "rate": 400},
+                                             "num_requests": 3000})).summary["cost"]
+    ul, uf = light["utilisation"], full["utilisation"]
+    assert ul["step_time_frac"] > 0.8 and uf["step_time_frac"] > 0.99
+    assert ul["capacity_frac"] < 0.05
+    assert 0.75 < uf["capacity_frac"] < 1.1
+    assert full["by_pool"]["default"]["capacity_tokens_per_s"] > 0

@@ -633,27 +633,25 @@ class Autoscaling:
         return df.drop(columns=["tp"])
 
     def _usd_per_hour(self, df: pd.DataFrame, replicas: pd.DataFrame, cost: Any) -> np.ndarray:
-        from simulator.cost import gpu_price
+        from simulator.cost import pool_prices
 
         out = np.full(len(df), np.nan)
         if not len(replicas):
             return out
-        prices: dict[str, float] = {}
-        for g in replicas["gpu"].astype(str).unique():
-            try:
-                prices[g] = gpu_price(g, cost)[0]
-            except ConfigError:
-                prices[g] = math.nan
+        try:
+            prices = pool_prices(replicas, cost, self.fleet.cfg.pools)
+        except ConfigError:
+            return out
         start = replicas["start_s"].to_numpy(float)
         end = replicas["end_s"].to_numpy(float)
-        rate = (replicas["tp"].to_numpy(float)
-                * replicas["gpu"].astype(str).map(prices).to_numpy(float))
+        tp = replicas["tp"].to_numpy(float)
         pool = replicas["pool"].astype(str).to_numpy()
         last = float(end.max())
         for i, (t, p) in enumerate(zip(df["time_s"], df["pool"], strict=True)):
             t = min(float(t), last - 1e-9)  # the run's last instant: still held
             m = (pool == p) & (start <= t) & (end > t)
-            out[i] = float(rate[m].sum())
+            pp = prices.get(str(p))
+            out[i] = pp.usd_per_hour(float(tp[m].sum())) if pp is not None else math.nan
         return out
 
     # ---- summary -----------------------------------------------------------------------------

@@ -781,6 +781,11 @@ class Fleet:
                     sample((now, rep.id, 0, 0, 0.0, states[rep.id].outstanding))
             yield env.timeout(interval)
 
+    def gpu_time(self) -> list[tuple[int, str, float, float]]:
+        """(replica, pool, seconds in engine steps, of which on prefill tokens) of every replica
+        that ever ran (for the cost split and the utilisation)."""
+        return [(r.id, r.pool.name, r.busy_time, r.prefill_time) for r in self.replicas]
+
     def extra_summary(self) -> dict[str, Any]:
         """Fleet figures only the fleet knows (merged into summary["fleet"])."""
         out: dict[str, Any] = {

@@ -147,6 +147,11 @@ class Replica:
         self._token = _no_token if role == "prefill" else recorder.token
         self._wake: simpy.Event | None = None
         self.busy_time = 0.0
+        """GPU seconds spent in engine steps (one replica: its ``tp`` GPUs together)."""
+        self.prefill_time = 0.0
+        """Of ``busy_time``, the share of each step's seconds on its prefill tokens (the step's
+        time split by its prefill vs decode token counts): what the cost model bills to input
+        tokens, kept as the run goes so it does not depend on step rows being recorded."""
         self.num_steps = 0
         self.alive = True
         self.pending: deque[tuple[Request, Callable[[Request], None]]] = deque()
@@ -371,6 +376,8 @@ class Replica:
                     num_new: int, n_preempted: int, finished: list[Request], now: float) -> None:
         """The end of every step, ordinary or fast: its step row, the finished requests handed
         back to the fleet, then decode admission of requests waiting for blocks."""
+        if n_tok > n_dec:
+            self.prefill_time += dt * (n_tok - n_dec) / n_tok
         recorder = self.recorder
         if recorder.record_steps:
             recorder.step((self.id, start, dt, n_seqs, n_tok, n_tok - n_dec, n_dec, num_new,

@@ -90,6 +90,37 @@ class RouterConfig(Strict):
 # --------------------------------------------------------------------------------------------
 
 
+class PoolPricing(Strict):
+    """How one pool's GPUs are paid for, when it differs from the scenario's ``cost`` (a spot pool
+    next to an on-demand one; reserved capacity with a commitment)."""
+
+    kind: Literal["on_demand", "spot", "reserved"] | None = None
+    """Which quote of the GPU profile applies (default ``cost.pricing``)."""
+    provider: str | None = None
+    """Pick the first quote of ``kind`` whose provider contains this text (default
+    ``cost.provider``)."""
+    usd_per_gpu_hour: float | None = Field(default=None, gt=0)
+    """This pool's price per GPU-hour (wins over the profile's quotes and over
+    ``cost.usd_per_gpu_hour``)."""
+    committed_gpus: int | None = Field(default=None, ge=0)
+    """``kind: reserved`` only: GPUs committed to (a reservation or committed-use discount) —
+    paid at the reserved price for the whole run whether held or not; GPUs held above the
+    commitment are paid at ``overflow_usd_per_gpu_hour`` (default: the profile's on-demand quote),
+    prorated per second. None: every held GPU at the reserved price, nothing above."""
+    overflow_usd_per_gpu_hour: float | None = Field(default=None, gt=0)
+    """Price of GPUs held above ``committed_gpus`` (default: the GPU's on-demand quote)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolPricing:
+        if self.committed_gpus is not None and self.kind != "reserved":
+            raise ValueError("pricing.committed_gpus is a reservation: set pricing.kind: reserved "
+                             "(or remove committed_gpus)")
+        if self.overflow_usd_per_gpu_hour is not None and self.committed_gpus is None:
+            raise ValueError("pricing.overflow_usd_per_gpu_hour prices GPUs above a commitment: "
+                             "set pricing.committed_gpus too")
+        return self
+
+
 class PoolConfig(Strict):
     """A group of identical replicas of one model, in one region and zone, with one role."""
 
@@ -127,6 +158,8 @@ class PoolConfig(Strict):
     pin: dict[str, list[int]] = Field(default_factory=dict)
     """Tenant (LoRA) pinning: tenant → indices of the replicas of this pool that hold its adapter;
     that tenant's requests go only to those replicas (other tenants are unaffected)."""
+    pricing: PoolPricing | None = None
+    """This pool's prices (default: the scenario's ``cost``)."""
     weight: float = Field(default=1.0, gt=0)
     """Routing weight: the relative capacity of one of its replicas next to the other pools of
     the same model (e.g. 1.6 for an H200 pool beside H100 pools). The load-aware policies
@@ -295,6 +328,8 @@ class TenantPolicy(Strict):
     reconciled with the actual usage when the request ends; holds one minute's worth)."""
     daily_tokens: int | None = Field(default=None, ge=1)
     """Quota of tokens per simulated day (reset every 86,400 s; 429 once spent)."""
+    pricing: PoolPricing | None = None
+    """This pool's prices (default: the scenario's ``cost``)."""
     weight: float = Field(default=1.0, gt=0)
     """Share in weighted fair queueing (``gateway.fairness: vtc``)."""
     priority: int | None = None
