@@ -1,6 +1,7 @@
 """Re-run every shipped scenario and write the key numbers the example tests check.
 
-Usage: python scripts/update_goldens.py   (after an intended change of the model or calibration)
+Usage: python scripts/update_goldens.py [SCENARIO ...]   (after an intended change of the model or
+calibration; naming scenarios, e.g. ``mixed-fleet``, regenerates only their entries)
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ def key_numbers(summary: dict) -> dict[str, float]:
         "output_tokens_per_s": summary["throughput"]["output_tokens_per_s"],
         "preemptions": summary["preemptions"],
         "prefix_cache_hit_rate": summary["prefix_cache_hit_rate"],
+        # Fleets of several pools: what each pool completed (every pool should serve).
+        **({f"completed.{pool}": v["completed"] for pool, v in by_pool.items()}
+           if len(by_pool := summary.get("fleet", {}).get("by_pool", {})) > 1 else {}),
     }
 
 
-def main() -> None:
-    out = {}
+def main(only: list[str] | None = None) -> None:
+    """Regenerate every entry (or only the scenario files named in ``only``, keeping the rest)."""
+    out = json.loads(GOLDEN.read_text()) if only and GOLDEN.is_file() else {}
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        if only and path.name not in only and path.stem not in only:
+            continue
         res = simulate(load_scenario(path))
         out[path.name] = key_numbers(res.summary)
         print(path.name, out[path.name])
@@ -37,4 +44,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:] or None)

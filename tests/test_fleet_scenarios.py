@@ -108,3 +108,18 @@ def test_replica_failure_detection_delay_black_hole_and_circuit_breaking():
     cb_att = cb.extra["attempts"]
     assert (cb_att["reason"] == names.R_UNREACHABLE).sum() <= 5
     assert cb.summary["fleet"]["retries"] >= len(crashed)
+
+
+def test_mixed_fleet_every_pool_serves_and_beats_filling_pools_in_order():
+    mixed = run("mixed-fleet")
+    ordered = run("mixed-fleet", "fleet.pool_preference=order")
+    served = {k: v["completed"] for k, v in mixed.summary["fleet"]["by_pool"].items()}
+    assert set(served) == {"h100", "h200", "h100-spot"} and min(served.values()) > 1000
+    assert served["h200"] > served["h100"]  # the faster GPUs take more
+    assert set(ordered.summary["fleet"]["by_pool"]) == {"h100"}
+    assert mixed.summary["ttft_ms"]["p90"] < 0.2 * ordered.summary["ttft_ms"]["p90"]
+    assert mixed.summary["slo"]["met"] and not ordered.summary["slo"]["met"]
+    # The spot pool is priced at its own quote; the spend rate is the pools' sum.
+    c = mixed.summary["cost"]
+    assert c["by_pool"]["h100-spot"]["usd_per_gpu_hour"] < c["by_pool"]["h100"]["usd_per_gpu_hour"]
+    assert c["usd_per_hour"] == sum(b["usd_per_hour"] for b in c["by_pool"].values())
