@@ -64,7 +64,7 @@ from simulator.profiles import GpuProfile, load_gpu
 
 if TYPE_CHECKING:
     from simulator.cluster.spec import PoolPricing
-    from simulator.run import Results
+    from simulator.results import Results
 
 REPLICA_COLUMNS = ["replica", "pool", "gpu", "tp", "start_s", "end_s"]
 

@@ -86,7 +86,7 @@ from simulator.plan_spec import TARGETS, CostConfig, SloConfig
 from simulator.profiles import Strict
 
 if TYPE_CHECKING:
-    from simulator.run import Deployment, Results
+    from simulator.results import Deployment, Results
 
 class ReplicaRange(Strict):
     """Replica counts to consider."""

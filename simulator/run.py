@@ -12,16 +12,14 @@ package version and the wall time.
 from __future__ import annotations
 
 import gc
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import simpy
-import yaml
 from pydantic import ValidationError
 
 from simulator import __version__, _native
@@ -42,76 +40,13 @@ from simulator.metrics.summary import fleet_summary, post_summary, summarize
 from simulator.profiles import (
     Calibration,
     GpuProfile,
-    MemoryBudget,
-    ModelProfile,
     find_calibration,
     load_gpu,
     load_model,
     memory_budget,
 )
+from simulator.results import Deployment, Results
 from simulator.workload.generator import build_traffic
-
-
-@dataclass
-class Deployment:
-    """The resolved replica configuration: what was actually simulated."""
-
-    model: ModelProfile
-    gpu: GpuProfile
-    tp: int
-    weight_dtype: str
-    kv_dtype: str
-    max_model_len: int
-    memory: MemoryBudget
-    calibration: Calibration
-    calibration_source: str
-    calibration_regime: dict[str, Any] = field(default_factory=dict)
-    """The step shapes the calibration's fit data covered (its ``provenance.regime``)."""
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.model.name, "gpu": self.gpu.name, "tp": self.tp,
-            "weight_dtype": self.weight_dtype, "kv_cache_dtype": self.kv_dtype,
-            "max_model_len": self.max_model_len,
-            "kv_cache_gib_per_gpu": round(self.memory.kv_cache_gib, 3),
-            "weights_gib_per_gpu": round(self.memory.weights_gib, 3),
-            "num_gpu_blocks": self.memory.num_blocks,
-            "kv_cache_tokens": self.memory.max_tokens,
-            "calibration": self.calibration_source,
-        }
-
-
-@dataclass
-class Results:
-    """Everything one run produced."""
-
-    scenario: Scenario
-    deployment: Deployment
-    requests: pd.DataFrame
-    steps: pd.DataFrame
-    timeseries: pd.DataFrame
-    itl: pd.DataFrame
-    summary: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, out: str | Path) -> Path:
-        """Write summary.json, requests.parquet, steps.parquet, timeseries.parquet, scenario.yaml,
-        and attempts.parquet / replicas.parquet / fleet_timeseries.parquet (autoscaling) when the
-        fleet recorded them."""
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        self.requests.to_parquet(d / "requests.parquet", index=False)
-        self.steps.to_parquet(d / "steps.parquet", index=False)
-        self.timeseries.to_parquet(d / "timeseries.parquet", index=False)
-        for name in ("attempts", "replicas", "fleet_timeseries"):
-            frame = self.extra.get(name)
-            if isinstance(frame, pd.DataFrame):
-                frame.to_parquet(d / f"{name}.parquet", index=False)
-        (d / "scenario.yaml").write_text(
-            yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False))
-        return d
-
 
 # --------------------------------------------------------------------------------------------
 # Build
