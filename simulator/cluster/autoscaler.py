@@ -71,6 +71,7 @@ from simulator.cluster.provisioning import (
 )
 from simulator.errors import ConfigError
 from simulator.metrics import names
+from simulator.prices import pool_prices
 
 if TYPE_CHECKING:
     from simulator.cluster.fleet import Fleet
@@ -633,8 +634,6 @@ class Autoscaling:
         return df.drop(columns=["tp"])
 
     def _usd_per_hour(self, df: pd.DataFrame, replicas: pd.DataFrame, cost: Any) -> np.ndarray:
-        from simulator.cost import pool_prices
-
         out = np.full(len(df), np.nan)
         if not len(replicas):
             return out
