@@ -48,6 +48,12 @@ prefill + y decode replicas (``fleet.pools`` with roles, KV cache over the base 
 simulated, since the cost depends only on n — with the same memory fit, throughput bound (on n: a
 request needs the same token work wherever it runs) and cost pruning.
 
+A base scenario with ``fleet.pools`` is planned as the fleet of its one served model
+(:func:`single_pool_base`): each candidate's fleet replaces the pools.
+
+The Pareto frontier (``pareto``) is that of the simulated candidates meeting the SLO; the frontier
+of those missing it (``pareto_infeasible``) is reported apart, never as an answer.
+
 Spec (YAML)::
 
     name: chat-8b
@@ -183,6 +189,61 @@ def base_scenario_raw(spec: PlanSpec, spec_dir: Path) -> tuple[dict[str, Any], s
     if spec.cost is not None:
         raw["cost"] = spec.cost.model_dump(mode="json")
     return raw, base_dir
+
+
+def single_pool_base(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The base scenario as the fleet the planner sizes: one pool of one model, whose GPU, TP,
+    replica count (or xPyD pools) each candidate sets. A base with ``fleet.pools`` of one served
+    model becomes its first front pool's model, formats and engine settings (its GPU and TP the
+    default); fault events and the autoscaler name that single pool. Returns (mapping, a note saying
+    what was replaced, or None). Pools of several served models are an error: the planner sizes
+    one model's fleet."""
+    fleet = raw.get("fleet")
+    pools = fleet.get("pools") if isinstance(fleet, dict) else None
+    if not pools:
+        return raw, None
+    d = copy.deepcopy(raw)
+    fl = d["fleet"]
+    if not isinstance(d.get("model"), dict):
+        d["model"] = {}
+    model = d["model"]
+    base_model = model.get("name", "Llama-3.1-8B")
+    front = [p for p in pools if isinstance(p, dict) and p.get("role", "mixed") != "decode"]
+    served = list(dict.fromkeys(p.get("served_model") or p.get("model") or base_model
+                                for p in front))
+    if len(served) > 1:
+        raise ConfigError(f"plan: the base scenario's fleet.pools serve {len(served)} models "
+                          f"({', '.join(map(str, served))}); the planner sizes one model's fleet — "
+                          f"plan each model with a base scenario of its own")
+    p0 = front[0]
+    if p0.get("model") and p0["model"] != base_model:
+        model.clear()
+        model["name"] = p0["model"]
+    for k in ("weight_dtype", "kv_cache_dtype"):
+        if p0.get(k) is not None:
+            model[k] = p0[k]
+    if p0.get("engine"):
+        d["engine"] = {**(d.get("engine") or {}), **p0["engine"]}
+    for k in ("gpu", "tp"):
+        if p0.get(k) is not None:
+            fl[k] = p0[k]
+    for k in ("pools", "aggregate", "routes", "degrade", "replicas"):
+        fl.pop(k, None)
+    names = [p.get("name") for p in pools if isinstance(p, dict)]
+    faults = d.get("faults")
+    if isinstance(faults, dict):
+        for ev in faults.get("events") or []:
+            if isinstance(ev, dict):
+                ev.pop("pool", None)
+        if isinstance(faults.get("mtbf"), dict):
+            faults["mtbf"].pop("pools", None)
+    auto = d.get("autoscaling")
+    if isinstance(auto, dict) and isinstance(auto.get("pools"), dict) and auto["pools"]:
+        first = next(iter(auto["pools"].values()))
+        auto["pools"] = {"default": first}
+    note = (f"the base scenario's fleet.pools ({', '.join(map(str, names))}) are replaced by each "
+            f"candidate's fleet (model, formats and engine of pool {p0.get('name')!r})")
+    return d, note
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,10 +444,13 @@ class PlanResult:
     best_results: Results | None
     simulations: int
     name: str
+    notes: list[str] = field(default_factory=list)
+    """What the planner did to the base scenario (e.g. replaced its pools)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "spec": self.spec.model_dump(mode="json"), "best": self.best,
                 "best_per_gpu": self.best_per_gpu, "simulations": self.simulations,
+                "notes": self.notes,
                 "candidates": len(self.candidates),
                 "pruned": int((self.candidates["status"] == "pruned").sum())
                 if len(self.candidates) else 0,
@@ -428,7 +492,9 @@ def plan(spec: PlanSpec, spec_dir: Path, *, name: str = "plan", progress: bool =
     from simulator.sweep import build_scenario
 
     raw, base_dir = base_scenario_raw(spec, spec_dir)
-    base = build_scenario(raw, base_dir, {}, "plan base scenario")
+    build_scenario(raw, base_dir, {}, "plan base scenario")  # the base as written must be valid
+    raw, base_note = single_pool_base(raw)
+    base = build_scenario(raw, base_dir, {}, "plan base scenario (one pool)")
     if base.slo is None:
         raise ConfigError("plan needs an slo: set slo: in the plan spec or the base scenario")
     cost = base.cost
@@ -558,11 +624,16 @@ def plan(spec: PlanSpec, spec_dir: Path, *, name: str = "plan", progress: bool =
         status.stop()
     df = pd.DataFrame(rows)
     if len(df):
-        df["pareto"] = pareto_mask(df, spec.pareto_metric)
+        meets: pd.Series = df["met"].fillna(False).astype(bool)
+        df["pareto"] = pareto_mask(df, spec.pareto_metric, among=meets)
+        # NOTE: points that miss the SLO but are cheaper or faster than the feasible frontier:
+        # the trade-off a looser SLO would buy, shown apart and never as an answer.
+        df["pareto_infeasible"] = pareto_mask(df, spec.pareto_metric, among=~meets)
     per_gpu = {g: best_row.get(g) for g in spec.search.gpus}
     overall = min(best_row.values(), key=lambda r: _rank(r, spec.pareto_metric), default=None)
     res = best_res[overall["gpu"]] if overall else None
-    return PlanResult(spec, df, overall, per_gpu, res, sims, name)
+    return PlanResult(spec, df, overall, per_gpu, res, sims, name,
+                      [base_note] if base_note else [])
 
 
 class _Status:
@@ -603,10 +674,14 @@ def _all_targets(slo: SloConfig) -> dict[str, float]:
     return out
 
 
-def pareto_mask(df: pd.DataFrame, metric: str) -> pd.Series:
+def pareto_mask(df: pd.DataFrame, metric: str, among: pd.Series | None = None) -> pd.Series:
     """Simulated candidates on the cost-vs-latency frontier: no other simulated candidate is at
-    most as dear and at most as slow, and strictly better in one."""
-    sim = df[(df["status"] == "simulated") & df[metric].notna()]
+    most as dear and at most as slow, and strictly better in one. ``among``: only rows where it is
+    true take part (the planner's ``pareto`` is the frontier of the candidates meeting the SLO)."""
+    keep = (df["status"] == "simulated") & df[metric].notna()
+    if among is not None:
+        keep &= among.astype(bool)
+    sim = df[keep]
     on = pd.Series(False, index=df.index)
     cost = sim["usd_per_hour"].to_numpy(float)
     lat = sim[metric].to_numpy(float)
@@ -686,18 +761,39 @@ def print_plan(result: PlanResult) -> None:
         g.add_row(gpu, describe(row), _f(row.get(metric)) if row else "—",
                   _f(row.get("cost.usd_per_1m_output_tokens"), nd=3) if row else "—")
     con.print(g)
-    front = df[df["pareto"].astype(bool)] if "pareto" in df else df.iloc[:0]
-    p = Table(title=f"Pareto frontier: $/h vs {metric}", show_edge=False)
-    for c in ("gpu", "tp", "mode", "replicas", "$/h", metric, "meets SLO"):
-        p.add_column(c)
-    for _, r in front.sort_values("usd_per_hour").iterrows():
-        p.add_row(r["gpu"], str(r["tp"]), str(r.get("mode", "")), str(r["replicas"]),
-                  f"{r['usd_per_hour']:,.2f}",
-                  _f(r[metric]), "yes" if r["met"] else "no")
-    con.print(p)
+    for col, title in (("pareto", f"Pareto frontier of the candidates meeting the SLO: $/h vs "
+                                  f"{metric}"),
+                       ("pareto_infeasible", f"for reference, NOT meeting the SLO — the frontier "
+                                             f"of the candidates that miss it: $/h vs {metric}")):
+        front = df[df[col].astype(bool)] if col in df else df.iloc[:0]
+        if col == "pareto_infeasible" and not len(front):
+            continue
+        cols = pareto_columns(df)
+        p = Table(title=title, show_edge=False)
+        for c in ("gpu", "tp", "mode", "replicas", *(c.removeprefix("knob.") for c in cols),
+                  "$/h", metric, "attain.", "meets SLO"):
+            p.add_column(c)
+        if not len(front):
+            p.add_row(*(["—"] * (8 + len(cols))))
+        for _, r in front.sort_values(["usd_per_hour", metric]).iterrows():
+            p.add_row(r["gpu"], str(r["tp"]), str(r.get("mode", "")), str(r["replicas"]),
+                      *(str(r[c]) for c in cols), f"{r['usd_per_hour']:,.2f}",
+                      _f(r[metric]), _f(r.get("slo.attainment"), pct=True),
+                      "yes" if r["met"] else "no")
+        con.print(p)
+    for note in result.notes:
+        con.print(f"note: {note}")
     con.print(f"[bold]answer:[/] {describe(result.best)}")
     if result.spec.search.disaggregation is None:
         con.print("disaggregated (xPyD) candidates: not searched (set search.disaggregation)")
+
+
+def pareto_columns(df: pd.DataFrame) -> list[str]:
+    """The knob columns (``knob.*``) whose value differs between simulated candidates: the ones
+    that tell two frontier rows of the same GPU, TP, mode and replicas apart."""
+    sim = df[df["status"] == "simulated"] if "status" in df else df
+    return [c for c in df.columns if c.startswith("knob.")
+            and sim[c].astype(str).nunique(dropna=False) > 1]
 
 
 def _f(v: Any, nd: int = 1, pct: bool = False) -> str:

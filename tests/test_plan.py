@@ -180,3 +180,55 @@ def test_disaggregated_candidates_are_searched_and_ranked_with_the_rest():
     assert res.best is not None
     assert (res.best["mode"], res.best["replicas"]) == (want["mode"], want["replicas"])
     assert res.to_json()["disaggregation"] == "searched (xPyD)"
+
+
+DISAGG_BASE = {
+    "model": {"name": "Llama-3.1-8B", "weight_dtype": "bf16"},
+    "fleet": {"gpu": "H100-SXM", "pools": [
+        {"name": "prefill", "role": "prefill", "decode_pool": "decode", "replicas": 2},
+        {"name": "decode", "role": "decode", "replicas": 2}]},
+    "engine": {"max_model_len": 16384},
+    "workload": {"num_requests": 150, "arrival": {"kind": "poisson", "rate": 8},
+                 "input_len": {"kind": "lognormal", "mean": 3000, "cv": 0.6, "min": 256,
+                               "max": 12000},
+                 "output_len": {"kind": "lognormal", "mean": 300, "cv": 0.8, "min": 16,
+                                "max": 2048}},
+    "metrics": {"record_steps": False}}
+
+
+def test_a_base_with_pools_plans_with_disaggregation_and_the_feasible_frontier_comes_first(
+        tmp_path: Path):
+    # Before (#22): every candidate was "invalid: fleet.replicas is for single-pool fleets".
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(DISAGG_BASE))
+    spec = {"base": "base.yaml", "slo": {"ttft_p90_ms": 400, "tpot_p90_ms": 12},
+            "pareto_metric": "tpot_ms.p90",
+            "search": {"gpus": ["H100-SXM"], "replicas": {"max": 3},
+                       "knobs": {"engine.max_num_seqs": [64, 256]},
+                       "disaggregation": {"prefill": [1], "decode": [1, 2]}}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    res = plan(load_plan_spec(tmp_path / "spec.yaml"), tmp_path, progress=False)
+    df = res.candidates
+    sim = df[df["status"] == "simulated"]
+    assert set(sim["mode"]) >= {"aggregated", "1P1D"}
+    assert res.best is not None and "fleet.pools" in res.notes[0]
+    # The frontier is that of the candidates meeting the SLO; the others have their own.
+    assert df["pareto"].any() and df.loc[df["pareto"], "met"].astype(bool).all()
+    assert not df.loc[df["pareto_infeasible"], "met"].astype(bool).any()
+    r = CliRunner().invoke(app, ["plan", str(tmp_path / "spec.yaml"), "--out",
+                                 str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    feasible = r.output.index("Pareto frontier of the candidates meeting the SLO")
+    missing = r.output.index("NOT meeting the SLO")
+    assert feasible < missing < r.output.index("answer:")
+    # The knob that differs between otherwise identical rows is a column of the frontier table.
+    assert "engine.max_num_seqs" in r.output[feasible:missing]
+
+
+def test_a_base_whose_pools_serve_several_models_is_a_one_line_error(tmp_path: Path):
+    base = {**DISAGG_BASE, "fleet": {"pools": [
+        {"name": "a"}, {"name": "b", "served_model": "other"}]}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    spec = PlanSpec.model_validate({"base": "base.yaml", "slo": {"ttft_p90_ms": 400},
+                                    "search": {"gpus": ["H100-SXM"], "replicas": {"max": 1}}})
+    with pytest.raises(ConfigError, match="serve 2 models"):
+        plan(spec, tmp_path, progress=False)

@@ -138,35 +138,68 @@ def slo_attainment(df: pd.DataFrame) -> Figure:
     return fig
 
 
+MODE_MARKERS = {"aggregated": "o", "xPyD": "s"}
+"""Marker of a plan candidate by mode: circles aggregated, squares disaggregated (xPyD)."""
+
+
 def pareto_figure(df: pd.DataFrame, metric: str = "ttft_ms.p90") -> Figure:
-    """Spend rate vs ``metric`` for every simulated plan candidate, by GPU; filled markers meet the
-    SLO, the line joins the Pareto frontier, the star is the cheapest configuration meeting it."""
+    """Spend rate vs ``metric`` for every simulated plan candidate: colour by GPU, marker by mode
+    (circle: aggregated, square: disaggregated xPyD); filled markers meet the SLO, hollow ones miss
+    it; the solid line joins the Pareto frontier of the candidates meeting the SLO, the dotted grey
+    one that of the candidates missing it; the star is the cheapest configuration meeting it."""
+    from matplotlib.lines import Line2D
+
     fig, axes = _fig(7.5, 4.0)
     ax = axes[0]
     sim = df[df["status"] == "simulated"] if len(df) else df
     if len(sim) and metric in sim:
+        mode = (sim["mode"].astype(str) if "mode" in sim
+                else pd.Series("aggregated", index=sim.index))
+        kind = mode.where(mode == "aggregated", "xPyD")
+        handles: list[Any] = []
         for i, (gpu, g) in enumerate(sim.groupby("gpu", sort=True)):
             c = COLORS[i % len(COLORS)]
             met = g["met"].fillna(False).astype(bool)
-            ax.scatter(g.loc[met, "usd_per_hour"], g.loc[met, metric], color=c, label=f"{gpu}")
-            ax.scatter(g.loc[~met, "usd_per_hour"], g.loc[~met, metric], facecolors="none",
-                       edgecolors=c)
-        if "pareto" in sim:
-            front = sim[sim["pareto"].astype(bool)].sort_values("usd_per_hour")
-            ax.plot(front["usd_per_hour"], front[metric], "-", color="black", lw=1,
-                    label="Pareto frontier")
+            for k, mk in MODE_MARKERS.items():
+                sel = kind.loc[g.index] == k
+                ax.scatter(g.loc[met & sel, "usd_per_hour"], g.loc[met & sel, metric], color=c,
+                           marker=mk)
+                ax.scatter(g.loc[~met & sel, "usd_per_hour"], g.loc[~met & sel, metric],
+                           facecolors="none", edgecolors=c, marker=mk)
+            handles.append(Line2D([], [], ls="", marker="o", color=c, label=str(gpu)))
+        for k, mk in MODE_MARKERS.items():
+            if (kind == k).any():
+                handles.append(Line2D([], [], ls="", marker=mk, color="gray",
+                                      label="aggregated" if k == "aggregated"
+                                      else "disaggregated (xPyD)"))
+        handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="gray",
+                              label="hollow: misses the SLO"))
+        for col, style, label in (("pareto", "-", "frontier (meets the SLO)"),
+                                  ("pareto_infeasible", ":", "frontier (misses the SLO)")):
+            if col in sim:
+                # NOTE: a bool in memory, the text "True" when read back from candidates.csv.
+                front = sim[sim[col].astype(str) == "True"].sort_values("usd_per_hour")
+                if len(front):
+                    ax.plot(front["usd_per_hour"], front[metric], style,
+                            color="black" if col == "pareto" else "gray", lw=1)
+                    handles.append(Line2D([], [], ls=style,
+                                          color="black" if col == "pareto" else "gray",
+                                          label=label))
         ok = sim[sim["met"].fillna(False).astype(bool)]
         if len(ok):
             b = ok.sort_values(["usd_per_hour", metric]).iloc[0]
-            ax.scatter([b["usd_per_hour"]], [b[metric]], marker="*", s=250, color="gold",
-                       edgecolors="black", zorder=4, label="cheapest meeting SLO")
+            # Behind the candidate's own marker, so its mode stays visible.
+            ax.scatter([b["usd_per_hour"]], [b[metric]], marker="*", s=500, color="gold",
+                       edgecolors="black", zorder=0.5)
+            handles.append(Line2D([], [], ls="", marker="*", markersize=12, color="gold",
+                                  markeredgecolor="black", label="cheapest meeting SLO"))
         v = sim[metric].dropna()
         if len(v) and v.min() > 0 and v.max() / v.min() > 10:
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.legend(handles=handles, fontsize=7)
     ax.set_xlabel("$ per hour")
     ax.set_ylabel(metric)
-    ax.set_title("cost vs latency (hollow: misses the SLO)", fontsize=10)
+    ax.set_title("cost vs latency", fontsize=10)
     return fig
 
 

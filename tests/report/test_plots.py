@@ -41,3 +41,30 @@ def test_all_plots_render():
                           "met": [True, False, True], "pareto": [True, True, False]})
     _png_ok(plots.pareto_figure(cands, "ttft_ms.p90"))
     _png_ok(plots.latency_cdf(req.iloc[:0]))  # empty input still draws
+
+
+def test_pareto_figure_tells_xpyd_from_aggregated_with_markers_and_a_legend():
+    # Before (#22): one marker for every mode and no legend entry saying which is which.
+    cands = pd.DataFrame({"gpu": "H100-SXM", "status": "simulated",
+                          "mode": ["aggregated", "aggregated", "1P1D", "2P2D"],
+                          "usd_per_hour": [4.0, 8.0, 8.0, 16.0],
+                          "tpot_ms.p90": [30.0, 13.0, 11.0, 9.0],
+                          "met": [False, False, True, True],
+                          "pareto": [False, False, True, True],
+                          "pareto_infeasible": [True, True, False, False]})
+    fig = plots.pareto_figure(cands, "tpot_ms.p90")
+    _png_ok(fig)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"aggregated", "disaggregated (xPyD)", "frontier (meets the SLO)",
+            "frontier (misses the SLO)"} <= set(labels)
+    # Each point is drawn with its mode's marker: squares for the two xPyD points.
+    drawn: dict[tuple[float, float], set[str]] = {}
+    for coll in ax.collections:
+        offs = coll.get_offsets()
+        path = coll.get_paths()[0] if coll.get_paths() else None
+        for x, y in np.asarray(offs):
+            n = len(path.vertices) if path is not None else 0
+            drawn.setdefault((float(x), float(y)), set()).add("square" if n == 5 else f"{n}")
+    assert "square" in drawn[(8.0, 11.0)] and "square" in drawn[(16.0, 9.0)]
+    assert "square" not in drawn[(4.0, 30.0)]
