@@ -227,6 +227,7 @@ def scenarios() -> None:
 from simulator.calibrate.fit import calibrate_command  # noqa: E402
 from simulator.calibrate.gpu_kernels import gpu_kernels_command  # noqa: E402
 from simulator.calibrate.validate import validate_command  # noqa: E402
+from simulator.deploy.cli import export_app, import_app  # noqa: E402
 from simulator.mitigations import mitigations_command  # noqa: E402
 from simulator.plan import plan_command  # noqa: E402
 from simulator.report.html import report_command  # noqa: E402
@@ -241,6 +242,8 @@ app.command("sweep")(sweep_command)
 app.command("mitigations")(mitigations_command)
 app.command("report")(report_command)
 app.add_typer(workload_app, name="workload")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 
 
 def main() -> None:
