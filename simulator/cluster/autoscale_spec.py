@@ -108,6 +108,14 @@ class QueueSignal(Strict):
     kind: Literal["queue"] = "queue"
     target: float = Field(gt=0)
     """Queue length per replica (KEDA ``queueLength`` / ``targetValue``)."""
+    metric: Literal["waiting", "in_flight"] = "waiting"
+    """What the queue counts: ``waiting`` — requests waiting at the pool's replicas
+    (``num_requests_waiting``) plus those the router holds for it; ``in_flight`` — those plus the
+    requests running (``num_requests_running``: a KEDA Prometheus scaler on
+    ``num_requests_running + num_requests_waiting``). NOTE: on ``waiting`` a replica that keeps up
+    has an empty queue, so with ``min_replicas: 0`` the cooldown runs out while traffic arrives
+    and the pool scales to zero under it (``autoscaling.scale_to_zero_under_traffic``);
+    ``in_flight`` stays active while any request runs."""
     activation_threshold: float = Field(default=0.0, ge=0)
     """The pool is active (≥ 1 replica) while the queue exceeds this (KEDA ``activationValue``)."""
     cooldown_period_s: float = Field(default=300.0, ge=0)

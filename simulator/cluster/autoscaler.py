@@ -231,6 +231,8 @@ class PoolView:
     """Window-averaged waiting requests of the pool plus the router's held requests."""
     rates: list[tuple[float, float]]
     """(time, requests/s) of the fleet's arrivals, one per scrape interval."""
+    in_flight: float = 0.0
+    """Window-averaged ``queue`` plus the requests running on the pool's replicas."""
 
 
 class MetricsPipeline:
@@ -246,6 +248,7 @@ class MetricsPipeline:
         self.series: dict[int, deque[tuple[float, float, float, float, float]]] = {}
         """Replica id → (t, waiting, running, kv usage, generation tokens counter)."""
         self.queue: dict[str, deque[tuple[float, float]]] = {p: deque() for p in pools}
+        self.in_flight: dict[str, deque[tuple[float, float]]] = {p: deque() for p in pools}
         self.arrivals: deque[tuple[float, int]] = deque()
         self.rates: deque[tuple[float, float]] = deque()
         """(mid-time, requests/s) between consecutive ``arrivals`` entries."""
@@ -263,6 +266,7 @@ class MetricsPipeline:
         gen = self.fleet.gen_tokens
         for name, rs in self.sets.items():
             waiting = 0.0
+            n_running = 0.0
             for rep in rs.ready_replicas():
                 sync = getattr(rep, "sync", None)
                 if sync is not None:
@@ -271,6 +275,7 @@ class MetricsPipeline:
                 counter = gen.get(rep.id, 0) + sum(r.num_output_tokens for r in running)
                 w = rep.num_waiting
                 waiting += w
+                n_running += rep.num_running
                 dq = self.series.setdefault(rep.id, deque())
                 dq.append((now, float(w), float(rep.num_running), float(rep.kv_usage),
                            float(counter)))
@@ -282,6 +287,10 @@ class MetricsPipeline:
             q.append((now, waiting + held))
             while q and q[0][0] < keep:
                 q.popleft()
+            f = self.in_flight[name]
+            f.append((now, waiting + held + n_running))
+            while f and f[0][0] < keep:
+                f.popleft()
         arr = self.arrivals
         n1 = self.fleet._next_cid
         if arr and now > arr[-1][0]:
@@ -309,6 +318,15 @@ class MetricsPipeline:
         vals = [v for t, p, v in reversed(obs[-5000:]) if p == pool]
         return float(np.percentile(vals, 90)) if vals else None
 
+    def arrival_rate(self, now: float) -> float:
+        """Client requests per second that reached the fleet over the last window (as scraped:
+        from the oldest scrape in the window to now; 0 before the second scrape)."""
+        t0 = now - self.window
+        first = next(((t, n) for t, n in self.arrivals if t >= t0), None)
+        if first is None or now <= first[0]:
+            return 0.0
+        return (self.fleet._next_cid - first[1]) / (now - first[0])
+
     def view(self, name: str, rs: ReplicaSet, ttft: bool = True) -> PoolView:
         """What the pool's autoscaler reads now (``ttft``: with the TTFT p90, which only a
         ``pods`` signal on ``time_to_first_token_p90_s`` reads)."""
@@ -332,7 +350,9 @@ class MetricsPipeline:
         n_rep = len(per[names.NUM_REQUESTS_WAITING])
         per["time_to_first_token_p90_s"] = [p90] * n_rep if p90 is not None else []
         q = [v for t, v in self.queue[name] if t >= t0]
-        return PoolView(now, rs.current, per, sum(q) / len(q) if q else 0.0, list(self.rates))
+        f = [v for t, v in self.in_flight[name] if t >= t0]
+        return PoolView(now, rs.current, per, sum(q) / len(q) if q else 0.0, list(self.rates),
+                        sum(f) / len(f) if f else 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,11 +388,14 @@ class Queue:
         self.cfg = cfg
         self.tol = tolerance
 
+    def value(self, v: PoolView) -> float:
+        return v.in_flight if self.cfg.metric == "in_flight" else v.queue
+
     def propose(self, v: PoolView) -> int | None:
-        return external_replicas(v.current, v.queue, self.cfg.target, self.tol)
+        return external_replicas(v.current, self.value(v), self.cfg.target, self.tol)
 
     def active(self, v: PoolView) -> bool:
-        return v.queue > self.cfg.activation_threshold
+        return self.value(v) > self.cfg.activation_threshold
 
 
 class Schedule:
@@ -451,6 +474,9 @@ class PoolAutoscaler:
         self.scale_ups: list[tuple[float, int, int, int]] = []
         """(time, from, to, replicas still loading then) of each scale-up."""
         self.scale_downs: list[tuple[float, int, int]] = []
+        self.to_zero: list[tuple[float, int, float, int]] = []
+        """(time, from, requests/s arriving over the last window, requests running) of each
+        scale-down to zero replicas."""
 
     def run(self) -> Generator[simpy.Event, Any, None]:
         # NOTE: the first sync happens one period after the start, when the pipeline has data.
@@ -488,7 +514,24 @@ class PoolAutoscaler:
                 self.scale_ups.append((now, cur, desired, self.rs.count(*NOT_READY)))
             else:
                 self.scale_downs.append((now, cur, desired))
+                if desired == 0:
+                    running = sum(r.num_running for r in self.rs.ready_replicas())
+                    self.to_zero.append((now, cur, self.pipeline.arrival_rate(now), running))
         self.rs.scale_to(desired)
+
+    def zero_under_traffic(self) -> list[dict[str, Any]]:
+        """Scale-downs to zero while requests were arriving (or running): what a KEDA scaler on
+        a waiting-only metric does when one replica keeps up — the queue stays at zero, so the
+        cooldown runs out under traffic. Each with when the pool next left zero (the cold start
+        it forced), None if it never did."""
+        out = []
+        for t, frm, rate, running in self.to_zero:
+            if rate <= 0 and running <= 0:
+                continue
+            back = next((u[0] for u in self.scale_ups if u[0] > t and u[1] == 0), None)
+            out.append({"pool": self.name, "at_s": t, "from_replicas": frm,
+                        "arriving_per_s": rate, "running": running, "back_at_s": back})
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,8 +728,11 @@ class Autoscaling:
                 "drain_killed": rs.drain_killed,
                 "cancelled": rs.cancelled,
                 "timing": self.timing[c.name].describe(),
+                "scale_to_zero_events": len(c.to_zero),
+                "scale_to_zero_under_traffic": c.zero_under_traffic(),
             }
         pools = list(per.values())
+        under = [e for p in pools for e in p["scale_to_zero_under_traffic"]]
         return {
             "scale_up_events": sum(p["scale_up_events"] for p in pools),
             "scale_up_waves_while_loading": sum(p["scale_up_waves_while_loading"] for p in pools),
@@ -700,6 +746,7 @@ class Autoscaling:
             "stockouts": self.nodes.stockouts,
             "capacity_waits": self.nodes.capacity_waits,
             "max_concurrent_weight_loads": self.storage.max_concurrent,
+            "scale_to_zero_under_traffic": sorted(under, key=lambda e: e["at_s"]),
             "pools": per,
         }
 

@@ -236,6 +236,16 @@ def _autoscaling(con: Any, s: dict[str, Any], res: Any) -> None:
              if a.get(k)]
     if extra:
         t.add_row("capacity", ", ".join(extra))
+    for e in a.get("scale_to_zero_under_traffic") or []:
+        back = e.get("back_at_s")
+        t.add_row("[yellow]to zero[/]",
+                  f"[yellow]{e['pool']} {e['from_replicas']} → 0 at {_f(e['at_s'], 0)} s while "
+                  f"{_f(e['arriving_per_s'], 1)} req/s arrived ({e['running']} running); "
+                  + (f"back from zero at {_f(back, 0)} s (a cold start)" if back is not None
+                     else "never back") + "[/]")
+    if a.get("scale_to_zero_under_traffic"):
+        t.add_row("", "[dim]a waiting-only queue signal: use metric: in_flight or "
+                  "min_replicas: 1 (README, Autoscaling)[/]")
     con.print(t)
 
 

@@ -291,3 +291,55 @@ def test_per_pool_scaling_of_a_prefill_pool(monkeypatch):
     busy = res.timeseries[res.timeseries["replica"].isin(new_ids)]
     assert busy["num_requests_running"].sum() > 0
     assert len(att) == 1200
+
+
+# ---- scale to zero under traffic (issue 22) --------------------------------------------------
+
+KEDA_ZERO = {
+    "fleet": {"replicas": 1},
+    "workload": {"arrival": {"kind": "steps", "steps": [{"at_s": 0, "rate": 2},
+                                                        {"at_s": 400, "rate": 8}]},
+                 "num_requests": None, "duration_s": 700},
+    "autoscaling": {"pools": {"default": {"min_replicas": 0, "max_replicas": 4,
+                                          "signals": [{"kind": "queue", "target": 4}]}}}}
+
+
+def _keda(**pool: object):
+    d = {**KEDA_ZERO, "autoscaling": {"pools": {"default": {
+        **KEDA_ZERO["autoscaling"]["pools"]["default"], **pool}}}}
+    from simulator import simulate
+
+    return simulate(scenario(**d))
+
+
+def test_scale_to_zero_under_traffic_is_listed_in_the_summary_and_the_run_output():
+    # KEDA on a waiting-only queue: one replica keeps up at 2 req/s, so the queue is empty, the
+    # 300 s cooldown runs out and the only replica goes while requests keep arriving.
+    res = _keda()
+    a = res.summary["autoscaling"]
+    [e] = a["scale_to_zero_under_traffic"]
+    assert e["pool"] == "default" and e["at_s"] == pytest.approx(300.0)
+    assert e["from_replicas"] == 1 and 1.5 < e["arriving_per_s"] < 2.5
+    assert e["back_at_s"] is not None and e["back_at_s"] > e["at_s"]  # a forced cold start
+    assert a["pools"]["default"]["scale_to_zero_under_traffic"] == [e]
+    import io
+
+    from rich.console import Console
+
+    from simulator.report.console import render_run
+
+    buf = io.StringIO()
+    render_run(res.summary, res, Console(file=buf, width=120))
+    out = buf.getvalue()
+    assert "1 → 0 at 300 s while 2.1 req/s arrived" in out and "in_flight" in out
+
+
+@pytest.mark.parametrize("remedy", [
+    {"signals": [{"kind": "queue", "target": 4, "metric": "in_flight"}]},
+    {"min_replicas": 1}])
+def test_the_remedies_keep_a_replica_while_traffic_arrives(remedy):
+    res = _keda(**remedy)
+    a = res.summary["autoscaling"]
+    assert a["scale_to_zero_under_traffic"] == []
+    assert a["pools"]["default"]["scale_to_zero_events"] == 0
+    assert res.summary["ttft_ms"]["p90"] < 1000
