@@ -61,7 +61,7 @@ def import_vllm(
 ) -> None:
     """Turn a `vllm serve` command line (or the one inside a manifest) into a scenario."""
     try:
-        text = _import_vllm(command or [], k8s, gpu, vllm_version, model_profile, replicas,
+        text = import_vllm_text(command or [], k8s, gpu, vllm_version, model_profile, replicas,
                             allow_unknown, name, base)
     except ConfigError as e:
         _fail(str(e))
@@ -71,7 +71,7 @@ def import_vllm(
     write(text, out)
 
 
-def _import_vllm(command: list[str], k8s: Path | None, gpu: str | None, version: str | None,
+def import_vllm_text(command: list[str], k8s: Path | None, gpu: str | None, version: str | None,
                  model_profile: str | None, replicas: int | None, allow_unknown: bool,
                  name: str | None, base: Path | None) -> str:
     import shlex
@@ -155,7 +155,7 @@ def _scenario_name(fragment: dict[str, Any]) -> str:
     return slug(f"{fragment['model']['name']}-{f['gpu']}-tp{f['tp']}")
 
 
-def _import_autoscaler(kind: str, file: Path, pool_name: str, base: Path | None) -> str:
+def import_autoscaler_text(kind: str, file: Path, pool_name: str, base: Path | None) -> str:
     from simulator.deploy import hpa, keda, scenario_io
     from simulator.deploy.k8s import load_documents
 
@@ -189,7 +189,7 @@ def import_hpa(
     from simulator.deploy.scenario_io import write
 
     try:
-        write(_import_autoscaler("hpa", file, pool, base), out)
+        write(import_autoscaler_text("hpa", file, pool, base), out)
     except ConfigError as e:
         _fail(str(e))
 
@@ -206,7 +206,7 @@ def import_keda(
     from simulator.deploy.scenario_io import write
 
     try:
-        write(_import_autoscaler("keda", file, pool, base), out)
+        write(import_autoscaler_text("keda", file, pool, base), out)
     except ConfigError as e:
         _fail(str(e))
 
