@@ -279,7 +279,8 @@ class Fleet:
         states = [self.states[r.id] for p in pools for r in p.replicas]
         rc = self.rcfg
         policy = ROUTERS[rc.kind](states, rng=self.rng, prefix_blocks=rc.prefix_blocks,
-                                  prefix_skip_blocks=rc.prefix_skip_blocks,
+                                  prefix_skip_blocks=(-1 if rc.prefix_skip_blocks == "auto"
+                                                      else int(rc.prefix_skip_blocks)),
                                   load_bound=rc.load_bound, virtual_nodes=rc.virtual_nodes,
                                   weighted=any(p.weight != 1.0 for p in pools))
         pinned: dict[str, frozenset[int]] = {}

@@ -219,12 +219,19 @@ class LeastKv:
         return min(cands, key=lambda s: (s.kv_usage, s.outstanding))
 
 
+AUTO_SKIP_MAX_BLOCKS = 4096
+"""``prefix_skip_blocks: auto`` looks at most this many leading blocks (64k tokens at 16)."""
+
+
 class PrefixAffinity:
     """Consistent hashing of the leading shared prefix blocks with bounded loads.
 
     Each replica owns ``virtual_nodes`` points on a 64-bit ring. A request's key is the hash of its
     first ``prefix_blocks`` shared prefix blocks after ``prefix_skip_blocks`` (a document, the first
-    turn of its conversation — the same for every later turn);
+    turn of its conversation — the same for every later turn); ``prefix_skip_blocks`` < 0 is
+    ``auto``: skip the leading blocks every request routed so far has carried (a system prompt
+    shared by all — Mooncake's first 512-token block — would otherwise give every request the same
+    key), learned as the running longest common prefix from the second request on;
     the router walks the ring clockwise from the key and takes the first replica whose outstanding
     count is below ⌈load_bound × (total outstanding + 1) / replicas⌉ (Mirrokni et al., "Consistent
     hashing with bounded loads"), so requests sharing a prefix meet the same KV cache until that
@@ -239,14 +246,37 @@ class PrefixAffinity:
         # NOTE: no ``**kwargs`` after defaults here (the router table passes ``rng`` to every
         # policy): mypyc cannot compile that signature (see simulator._native).
         self.k = prefix_blocks
-        self.skip = prefix_skip_blocks
+        self.auto = prefix_skip_blocks < 0
+        self.skip = max(prefix_skip_blocks, 0)
+        self.common: list[int] = []
+        """``auto``: the leading prefix blocks every request seen so far shares."""
+        self.seen = 0
         self.c = load_bound
         ring = sorted((mix64((s.id << 16) ^ v), s.id) for s in states for v in range(virtual_nodes))
         self.points = [p for p, _ in ring]
         self.owners = [o for _, o in ring]
         self.fallback = LeastOutstanding(weighted=weighted)
 
+    def _learn(self, hashes: Sequence[int]) -> None:
+        """``auto``: shorten the common prefix to what this request shares with it."""
+        self.seen += 1
+        if self.seen == 1:
+            self.common = list(hashes[:AUTO_SKIP_MAX_BLOCKS])
+            return
+        c = self.common
+        n = min(len(c), len(hashes))
+        i = 0
+        while i < n and c[i] == hashes[i]:
+            i += 1
+        if i < len(c):
+            del c[i:]
+        # NOTE: one request alone shares everything with itself: the skip applies from the
+        # second request on.
+        self.skip = len(c)
+
     def key(self, req: Request) -> int | None:
+        if self.auto:
+            self._learn(req.prefix_hashes)
         h = req.prefix_hashes[self.skip: self.skip + self.k]
         if not h:
             return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from simulator.profiles import KvDtype, Strict, WeightDtype
 
@@ -59,9 +59,18 @@ class RouterConfig(Strict):
     prefix_blocks: int = Field(default=4, ge=1)
     """``prefix_affinity``: how many leading shared prefix blocks form the hash key. Small enough
     that a conversation's first turn already has them (later turns then share its key)."""
-    prefix_skip_blocks: int = Field(default=0, ge=0)
-    """``prefix_affinity``: leading blocks left out of the key — set it to the blocks of a system
-    prompt that *every* request shares, else every request gets the same key."""
+    prefix_skip_blocks: int | Literal["auto"] = "auto"
+    """``prefix_affinity``: leading blocks left out of the key. ``auto``: the blocks every request
+    routed so far has shared (a system prompt common to all, e.g. Mooncake's first 512-token
+    block), learned as the running longest common prefix; a number: exactly that many (e.g. one
+    system prompt shared by most but not all requests: its tokens / ``block_size``; 0: none)."""
+
+    @field_validator("prefix_skip_blocks")
+    @classmethod
+    def _skip(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("prefix_skip_blocks must be >= 0 or 'auto'")
+        return v
     load_bound: float = Field(default=1.25, ge=1.0)
     """``prefix_affinity``: a replica takes a request only while its outstanding count is below
     ``load_bound`` × (mean outstanding + 1) — consistent hashing with bounded loads."""
