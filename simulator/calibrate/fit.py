@@ -144,6 +144,13 @@ MI300X_FAMILY = "0.8"
 #: Fit the dense-GEMM size law and the FP8 activation-quantisation kernel (``gemm_nk_half*``,
 #: ``fp8_act_quant*``); False keeps the single-efficiency GEMM model.
 SIZED_GEMMS = True
+#: Fit the dense GEMMs on the row counts vLLM runs them at (:func:`vllm_padded_m`), leaving out
+#: the tables' "M = 2^k + 1" rows (the first row past a tile boundary): vLLM's CUTLASS FP8 kernel
+#: runs those 20–100 % slower than the aligned M below them (bf16 cuBLAS does not), and with them
+#: in the fit the FP8 GEMMs of M 512–16384 — the decode and prefill steps of hundreds of running
+#: sequences — came out 15–25 % too slow (H200 0.24), as our own H100 FP8 timings also found
+#: (benchmarks/gpu_kernels.md: +20 %).
+PADDED_M_ONLY = True
 #: Fit the decode-attention kernel's parallelism law (``attn_par_half``: bandwidth efficiency
 #: grows with sequences × KV heads per rank); False keeps one efficiency per KV dtype. Without it
 #: the H200 0.14 fit left large decode batches with 4–8 KV heads per rank 25–40 % too slow and
@@ -436,6 +443,14 @@ def _kernels(gpu: str, kind: str, version: str, used: list[str]) -> pd.DataFrame
     return df
 
 
+def vllm_padded_m(m: pd.Series) -> pd.Series:
+    """Whether GEMM row counts ``m`` are ones vLLM V1 runs its linear layers at: its CUDA-graph
+    capture sizes (1, 2, 4, then multiples of 8: decode batches and mixed batches up to the
+    largest captured size are padded up to one) and a loaded server's prefill steps, which fill
+    the token budget (a multiple of 8 by default)."""
+    return m.isin([1, 2, 4]) | (m % 8 == 0)
+
+
 def fit_gemm(gpu: GpuProfile, df: pd.DataFrame, start: Calibration,
              sized: bool | None = None) -> FitResult:
     """Dense GEMMs, bf16 and fp8 (per-tensor), at the served models' shapes, M ≤ 16384; with
@@ -448,6 +463,8 @@ def fit_gemm(gpu: GpuProfile, df: pd.DataFrame, start: Calibration,
     shapes = {(_snap(n, grid_n), _snap(k, grid_k)) for n, k in gemm_shapes()}
     sel = df[df["dtype"].isin(["bfloat16", "fp8"]) & (df["m"] <= 16384)
              & pd.Series(list(zip(df["n"], df["k"], strict=True)), index=df.index).isin(shapes)]
+    if PADDED_M_ONLY:
+        sel = sel[vllm_padded_m(sel["m"])]
     sel = sel.sort_values(["dtype", "n", "k", "m"], kind="stable")
     m = sel["m"].to_numpy(float)
     nk = (sel["n"] * sel["k"]).to_numpy(float)
@@ -1065,14 +1082,17 @@ def fit_nvidia(gpu_name: str, overhead_from: CalibrationProfile | None = None,
     cal, residuals, used, version = fit_kernels(gpu.name, version)
     family = _family(version)
     notes = []
+    padded_note = (" at the row counts vLLM pads to (1, 2, 4, multiples of 8; not the tables' "
+                   "M = 2^k + 1 rows)") if PADDED_M_ONLY else ""
     method = (f"Kernel coefficients: bounded Nelder-Mead least squares on log(pred/measured) of the "
               f"aiconfigurator vLLM {version} kernel tables of {gpu.name} (collapse_repeats): dense "
-              f"GEMMs bf16 + fp8 per-tensor at the served models' per-rank shapes (TP 1-8, snapped to "
-              f"the table grid), M <= 16384 -> gemm_*, weight_bw_efficiency (memory-bound small-M "
-              f"rows); context + generation flash attention, full attention, bf16/fp8 KV, the "
-              f"models' per-rank head layouts -> attn_*, kv_bw_efficiency*; vLLM custom all-reduce "
-              f"(CUDA-graph), 2/4/8 GPUs, 4 KiB-512 MiB -> allreduce_*; fused MoE bf16 + fp8 "
-              f"block-scaled, balanced routing, the MoE models' shapes -> moe_*.")
+              f"GEMMs bf16 + fp8 per-tensor at the served models' per-rank shapes (TP 1-8, snapped "
+              f"to the table grid), M <= 16384{padded_note} -> gemm_*, weight_bw_efficiency "
+              f"(memory-bound small-M rows); context + generation flash attention, full "
+              f"attention, bf16/fp8 KV, the models' per-rank head layouts -> attn_*, "
+              f"kv_bw_efficiency*; vLLM custom all-reduce (CUDA-graph), 2/4/8 GPUs, "
+              f"4 KiB-512 MiB -> allreduce_*; fused MoE bf16 + fp8 block-scaled, balanced "
+              f"routing, the MoE models' shapes -> moe_*.")
     if SIZED_GEMMS:
         method += (" Dense GEMMs per class (QKV, O, router, gate-up, down) with efficiency x "
                    "N*K/(N*K + gemm_nk_half[_fp8]) and, for fp8 (W8A8), vLLM's per-token "

@@ -75,7 +75,7 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
 
 ``dstack-405b``
     dstack's Llama-3.1-405B-FP8 TP8 serving runs (vLLM 0.6.3 ``benchmark_serving``, ShareGPT,
-    1,000 prompts, Poisson arrivals at 16 and 32 QPS) on 8×H100 and 8×MI300X. The recorded
+    1,000 prompts, Poisson arrivals at 16, 32 and 1000 QPS) on 8×H100 and 8×MI300X. The recorded
     per-request input and output lengths are replayed in order at the recorded rate. About 38 % of
     the requests came back with no output (the base model stopped at once: ``ok`` is false); they
     carry 68 % of the prompt tokens, so they are replayed as prompts with one output token — the
@@ -83,12 +83,15 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
     left out of the measured ones. Engine flags from the run (H100: chunked prefill, 512-token
     budget, 512 sequences, ``max_model_len`` 91680; MI300X: no chunked prefill, so the budget is
     ``max_model_len`` 131072 as in vLLM V0, 1024 sequences). Compared: TTFT and ITL mean, p50,
-    p90, p99, mean TPOT and output throughput. The MI300X runs are pathological per the data's
-    author (TPOT 0.64–1.6 s, multi-step scheduling with 15 steps, ``VLLM_RPC_TIMEOUT`` hangs) and
-    are reported flagged ``pathological``. vLLM 0.6.3 is the V0 engine; we simulate the V1
-    scheduler (no multi-step, no V0 prefill-first batches): this suite shows that gap too. Its
-    step times use the GPU's pre-V1 calibration family when there is one (``v0``: the same kernel
-    coefficients with the CPU overheads fitted on a 2024 vLLM; :func:`dstack_calibration`) —
+    p90, p99, mean TPOT and output throughput. vLLM 0.6.3 is the V0 engine, simulated with the
+    V0 scheduler rules (``engine.scheduler: v0``): the MI300X runs with their 15-step multi-step
+    scheduling (``num_scheduler_steps``) and chunked prefill off (prefills first, never mixed
+    with decodes), the H100 runs with chunked prefill (V0's decodes-first rule, the V1 one). The
+    data's author calls the MI300X runs pathological (TPOT 0.64–1.6 s, ``VLLM_RPC_TIMEOUT``
+    hangs); they are compared like the others. The 1000-QPS runs (every request arrives within
+    about a second) are the offline end of the suite. Its step times use the GPU's pre-V1
+    calibration family when there is one (``v0``: the same kernel coefficients with the CPU
+    overheads fitted on a 2024 vLLM; :func:`dstack_calibration`) —
     chosen by the engine version the run recorded, not by its outcome.
 
 ``rocm-mi300x``
@@ -101,6 +104,16 @@ Suites (none of them is used by the step-time fit, ``simulator.calibrate.fit``):
     per version and config is used. Simulated as an offline batch: all requests at t = 0,
     ``max_num_seqs`` = batch, vLLM's offline defaults on ≥ 70 GB GPUs (chunked prefill, 16,384-
     token budget).
+
+``rocm-throughput`` / ``mlperf``
+    The production-load suites — offline and Poisson serving with hundreds of running sequences
+    per GPU: ROCm's MI300X offline throughput rows of the held-out versions, and MLPerf Inference
+    v5.0 (Krai, vLLM) Llama-2-70B FP8 Offline and Server on 8×H200 and 8×MI300X. Built in
+    :mod:`simulator.calibrate.validate_load` (its docstring says how and what is assumed).
+
+Every point records the load it ran at (simulated running sequences per GPU) and the report
+splits each suite's errors by load regime (≤ 32, 33–128, 129–512, > 512 running sequences per
+GPU: :func:`summarize_errors` with ``by_regime``).
 
 Each suite has a ``fast`` subset — a few representative points per GPU, simulated exactly as in
 the full suite — used by ``servesim validate --fast`` and by the regression gate
@@ -238,9 +251,11 @@ FAST_ROCM_BATCHES = (1, 16, 128)
 #: dstack engine flags (``vllm serve`` of the runs; see the comparison README and qps_comparison.csv).
 DSTACK_ENGINE: dict[str, dict[str, Any]] = {
     "H100-SXM": dict(enable_chunked_prefill=True, max_num_batched_tokens=512, max_num_seqs=512,
-                     max_model_len=91680, enable_prefix_caching=False),
+                     max_model_len=91680, enable_prefix_caching=False, scheduler="v0"),
+    # NOTE: vLLM 0.6.3 on ROCm with --num-scheduler-steps 15 (qps_comparison.csv): V0 multi-step.
     "MI300X": dict(enable_chunked_prefill=False, max_num_batched_tokens=131072,
-                   max_num_seqs=1024, max_model_len=131072, enable_prefix_caching=False),
+                   max_num_seqs=1024, max_model_len=131072, enable_prefix_caching=False,
+                   scheduler="v0", num_scheduler_steps=15),
 }
 
 KNOWN_GAPS: tuple[str, ...] = (
@@ -263,8 +278,9 @@ KNOWN_GAPS: tuple[str, ...] = (
     "bench_serving run that counts its first wave.",
     "Expert parallelism and attention data parallelism are not modelled (EP over the TP group is "
     "simulated as TP; dp > 1 points are skipped).",
-    "dstack runs used vLLM 0.6.3 (V0 engine; MI300X with 15-step multi-step scheduling); the "
-    "simulator mirrors the V1 scheduler.",
+    "dstack runs used vLLM 0.6.3 (V0 engine; MI300X with 15-step multi-step scheduling): "
+    "simulated with the V0 scheduler rules (engine.scheduler v0, num_scheduler_steps); V0's "
+    "CPU path beyond the fitted per-step and per-sequence overheads is not modelled.",
     "Throughput of the silicon points is derived (Little's law on the closed loop) from TTFT and "
     "TPOT, for measured and predicted alike; its error is not independent of theirs.",
 )
@@ -764,7 +780,7 @@ def build_dstack() -> tuple[list[Case], list[Skipped], list[str]]:
         ok_ids = tuple(int(i) for i in np.flatnonzero(req["ok"].to_numpy()))
         duration = float(meta.get("duration") or run["duration_s"])
         measured = dstack_measured(req, duration)
-        flags: tuple[str, ...] = ("pathological",) if gpu == "MI300X" else ()
+        flags: tuple[str, ...] = ()
         pid = Path(str(run["path"])).stem
         sc = dstack_scenario(gpu, qps, len(pairs), name=pid)
         info = {"qps": qps, "vllm": str(run["vllm_version_short"]), "requests": len(pairs),
@@ -775,8 +791,9 @@ def build_dstack() -> tuple[list[Case], list[Skipped], list[str]]:
     n_empty = sum(len(c.replay) - len(c.compare_ids) for c in cases)
     notes = [f"{len(cases)} runs replayed ({n_empty} requests without output replayed as "
              f"1-token requests and not compared)",
-             "MI300X runs flagged pathological (data author: TPOT 0.64–1.6 s; 15-step "
-             "multi-step scheduling, not modelled)"]
+             "both engines are vLLM 0.6.3 V0 (engine.scheduler v0); MI300X with 15-step "
+             "multi-step scheduling (engine.num_scheduler_steps 15, chunked prefill off), H100 "
+             "with chunked prefill (512-token budget); the 1000-QPS runs are effectively offline"]
     return cases, [], notes
 
 

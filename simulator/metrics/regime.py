@@ -66,9 +66,9 @@ def regime_summary(samples: pd.DataFrame, *, calibration: str, regime: dict[str,
         if outside["tp"]:
             notes.append(f"tp={tp} was not measured (fitted on tp {', '.join(map(str, tps))})")
     out["outside"] = outside
-    out["note"] = ("; ".join(notes) + f": {calibration} was fitted on "
-                   f"{describe(regime)}") if notes else (
-        f"inside the measured regime of {calibration} ({describe(regime)})")
+    cal = calibration.split(" (")[0]
+    out["note"] = ("; ".join(notes) + f" ({cal} was fitted on {describe(regime)})") if notes \
+        else f"inside what {cal} was fitted on ({describe(regime)})"
     return out
 
 

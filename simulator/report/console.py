@@ -98,6 +98,23 @@ def loading_timeouts(res: Any) -> int | None:
     return n
 
 
+def _regime(con: Any, summary: dict[str, Any]) -> None:
+    """One line: whether the run stayed inside the regime its calibration was measured in
+    (summary["regime"], simulator.metrics.regime)."""
+    reg = summary.get("regime") or {}
+    note = reg.get("note")
+    if not note:
+        return
+    outside = reg.get("outside")
+    beyond = outside is None or any(
+        (v > 0 if k == "running_seqs_share" else v is True) for k, v in outside.items()
+        if k != "running_seqs_max")
+    if beyond:
+        con.print(f"extrapolation: {note}", style="yellow", markup=False)
+    else:
+        con.print(f"measured regime: {note}", style="dim", markup=False)
+
+
 def render_run(summary: dict[str, Any], res: Any = None, console: Any = None) -> None:
     """Print a run's summary: latency, throughput/engine, and cost, SLO, autoscaling, pools and
     tenants where they apply. ``res`` (the Results) adds what the summary lacks (per-pool
@@ -114,6 +131,7 @@ def render_run(summary: dict[str, Any], res: Any = None, console: Any = None) ->
     con.print(head)
     if dep.get("calibration"):
         con.print(f"calibration: {dep['calibration']}", style="dim")
+    _regime(con, summary)
     lat = _grid("latency (ms)", ["", "mean", "p50", "p90", "p99"])
     for key, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"),
                        ("e2e_ms", "E2E"), ("queue_ms", "queue")):

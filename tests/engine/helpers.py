@@ -10,12 +10,15 @@ from simulator.engine.scheduler import Scheduler, SchedulerConfig, StepPlan
 def make_scheduler(num_blocks: int = 1000, block_size: int = 16, *, max_num_seqs: int = 16,
                    max_num_batched_tokens: int = 8192, max_model_len: int = 4096,
                    enable_chunked_prefill: bool = True, long_prefill_token_threshold: int = 0,
-                   policy: str = "fcfs", enable_caching: bool = True) -> Scheduler:
+                   policy: str = "fcfs", enable_caching: bool = True, engine: str = "v1",
+                   num_scheduler_steps: int = 1) -> Scheduler:
     kv = KVCacheManager(num_blocks, block_size, enable_caching, max_model_len)
     cfg = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                           max_model_len=max_model_len, enable_chunked_prefill=enable_chunked_prefill,
                           long_prefill_token_threshold=long_prefill_token_threshold,
-                          policy=policy)  # type: ignore[arg-type]
+                          policy=policy,  # type: ignore[arg-type]
+                          engine=engine,  # type: ignore[arg-type]
+                          num_scheduler_steps=num_scheduler_steps)
     return Scheduler(cfg, kv)
 
 

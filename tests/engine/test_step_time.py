@@ -345,3 +345,46 @@ def test_sliding_window_layers_attend_to_at_most_the_window():
     long = StepPlan(requests=[None], num_new_tokens=[8192],  # type: ignore[list-item]
                     context_lens=[0])
     assert st.breakdown(long).attention < 0.6 * full.breakdown(long).attention
+
+
+def test_decode_attention_parallelism_law_slows_few_sequence_kv_head_pairs_only():
+    # attn_par_half P½: decode KV bandwidth = kv_bw_efficiency × P / (P + P½), P = sequences × KV
+    # heads per rank. Llama-3.1-8B TP1 has 8 KV heads per rank, TP8 one.
+    base = Calibration(attn_par_half=0.0)
+    law = Calibration(attn_par_half=16.0)
+
+    def attn(cal: Calibration, tp: int, n: int) -> float:
+        st = RooflineStepTime(L8B, H100, tp=tp, weight_dtype="bf16", kv_dtype="bf16",
+                              calibration=cal)
+        return float(st.components(StepFeatures.from_totals(n, n, n * 4000, []))[2])
+
+    for tp, n in ((1, 2), (8, 2), (8, 512)):
+        kvh = 8 // tp
+        p = n * kvh
+        lat = 32 * (base.attn_latency_us + base.attn_per_seq_us * n) * 1e-6
+        # The bandwidth-bound part grows by exactly (P + P½) / P.
+        assert (attn(law, tp, n) - lat) == pytest.approx((attn(base, tp, n) - lat) * (p + 16) / p)
+    # Many pairs: within 0.5 % of the plain roofline.
+    assert attn(law, 1, 512) == pytest.approx(attn(base, 1, 512), rel=5e-3)
+
+
+def test_multi_step_scheduling_shares_the_cpu_overhead_of_decode_steps_only():
+    cal = Calibration(step_overhead_us=1000.0, per_seq_overhead_us=10.0, per_token_overhead_us=0.0)
+    one = RooflineStepTime(L8B, H100, tp=1, weight_dtype="bf16", kv_dtype="bf16", calibration=cal)
+    ms = RooflineStepTime(L8B, H100, tp=1, weight_dtype="bf16", kv_dtype="bf16", calibration=cal,
+                          scheduler_steps=8)
+    dec = one.breakdown_totals(64, 64, 64 * 500, [])
+    dec8 = ms.breakdown_totals(64, 64, 64 * 500, [])
+    assert dec.overhead == pytest.approx((1000 + 64 * 10) * 1e-6)
+    assert dec8.overhead == pytest.approx(dec.overhead / 8)
+    assert dec8.total - dec8.overhead == pytest.approx(dec.total - dec.overhead)
+    # A step with a prefill pays the whole overhead (a new scheduling pass).
+    pre = ms.breakdown_totals(64 + 500, 65, 64 * 500, [(500, 0)])
+    assert pre.overhead == pytest.approx(one.breakdown_totals(564, 65, 64 * 500,
+                                                              [(500, 0)]).overhead)
+    # Arrays (the fitter) and scalars agree.
+    f = StepFeatures(np.array([64.0, 564.0]), np.array([64.0, 65.0]), np.array([64.0, 64.0]),
+                     np.array([64 * 501.0, 64 * 501.0]), np.array([0.0, 500.0]),
+                     np.array([0.0, 500 * 250.5]), np.array([0.0, 500.0]))
+    over = ms.components(f)[4]
+    assert over[0] == pytest.approx(dec8.overhead) and over[1] == pytest.approx(pre.overhead)
