@@ -186,6 +186,9 @@ def _cost(con: Any, s: dict[str, Any]) -> None:
     t.add_row("per 1M tokens", f"{_usd(c.get('usd_per_1m_input_tokens'))} input, "
               f"{_usd(c.get('usd_per_1m_output_tokens'))} output")
     run_line = f"{_usd(c.get('total_usd'))} for {_f(c.get('gpu_hours'), 2)} GPU-hours"
+    rounding = _get(c, "bill", "rounding_usd")
+    if rounding:
+        run_line += f" (incl. {_usd(rounding)} billing rounding)"
     idle = _get(c, "utilisation", "idle_usd")
     if idle is not None:
         total = c.get("total_usd") or 0
@@ -194,6 +197,11 @@ def _cost(con: Any, s: dict[str, Any]) -> None:
     t.add_row("this run", run_line)
     if c.get("usd_per_good_request") is not None:
         t.add_row("per good request", _usd(c["usd_per_good_request"]))
+    busy = _get(c, "utilisation", "replica_busy_frac")
+    cap = _get(c, "utilisation", "capacity_frac")
+    if busy is not None:
+        t.add_row("utilisation", f"replicas busy {_pct(busy)}"
+                  + (f", {_pct(cap)} of token capacity" if cap is not None else ""))
     con.print(t)
 
 
@@ -252,6 +260,9 @@ def _autoscaling(con: Any, s: dict[str, Any], res: Any) -> None:
     extra = [f"{a[k]} {label}" for k, label in (("stockouts", "stockouts"),
                                                 ("capacity_waits", "capacity waits"))
              if a.get(k)]
+    zero = a.get("scale_to_zero_under_traffic")
+    if zero:
+        extra.append(f"{len(zero) if isinstance(zero, list) else zero} scale-to-zero under traffic")
     if extra:
         t.add_row("capacity", ", ".join(extra))
     for e in a.get("scale_to_zero_under_traffic") or []:
