@@ -33,6 +33,7 @@ from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's mo
 from simulator.errors import (
     ConfigError,
     clean_loc,
+    clip_text,
     format_validation_error,
     read_yaml,
     safe_load,
@@ -158,6 +159,15 @@ class StepTimeConfig(Strict):
         if unknown:
             raise ValueError(f"unknown calibration coefficient(s) {sorted(unknown)}; known: "
                              f"{', '.join(Calibration.model_fields)}")
+        if self.overrides:
+            # each override obeys the coefficient's own bounds (Calibration's fields)
+            try:
+                Calibration.model_validate({**Calibration().model_dump(), **self.overrides})
+            except ValidationError as e:
+                err = e.errors()[0]
+                name = ".".join(str(x) for x in err["loc"])
+                raise ValueError(f"overrides.{name}: {err['msg']} (got "
+                                 f"{self.overrides.get(name)!r})") from None
         # NOTE: the table backend replaces the roofline entirely, so roofline-only settings would
         # silently do nothing: refuse them rather than let a user believe they apply.
         if self.backend == "table":
@@ -262,8 +272,9 @@ class Scenario(Strict):
     """Short name used in reports."""
     description: str = ""
     """What the scenario asks."""
-    seed: int = Field(default=0, ge=0)
-    """Seed of the single random generator (same seed + scenario → identical results)."""
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    """Seed of the single random generator (same seed + scenario → identical results); below
+    2**63 (it is stored as a 64-bit integer)."""
     model: ModelConfig = ModelConfig()
     fleet: FleetConfig = FleetConfig()
     engine: EngineConfig = EngineConfig()
@@ -411,7 +422,7 @@ def _parse_override(item: str) -> tuple[list[Selector], Any, str]:
     except ConfigError as e:
         raise ConfigError(f"--set {e}") from None
     try:
-        value = safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw, f"--set {key}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return path, value, raw.strip()
@@ -551,7 +562,7 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]
         try:
             done = set_path(data, path, value)
         except ConfigError as e:
-            raise ConfigError(f"--set {item}: {e}") from None
+            raise ConfigError(f"--set {clip_text(item, 120)}: {e}") from None
         # a kind change answers for the whole mapping it started afresh
         applied.append((item, done[:-1] if done and done[-1] == "kind" else done))
     return applied
@@ -581,7 +592,8 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
         for item, opath in reversed(applied):
             spath = [str(x) for x in opath]
             if loc[: len(spath)] == spath or spath[: len(loc)] == loc:
-                raise ConfigError(format_validation_error(e, f"--set {item}", data=data)) from None
+                raise ConfigError(format_validation_error(
+                    e, f"--set {clip_text(item, 120)}", data=data)) from None
         raise ConfigError(format_validation_error(e, str(p), node, data=data)) from None
 
 

@@ -47,10 +47,45 @@ BYTES_PER_PARAM: dict[str, float] = {
 }
 
 
-class Strict(BaseModel):
-    """Base for every profile and config model: unknown fields are errors, objects are frozen."""
+@functools.cache
+def _number_not_bool(tp: Any) -> bool:
+    """True when annotation ``tp`` takes a number (int or float) but not a bool."""
+    import types
+    import typing
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    seen: list[Any] = []
+    todo = [tp]
+    while todo:
+        t = todo.pop()
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            todo.append(typing.get_args(t)[0])
+        elif origin in (typing.Union, types.UnionType):
+            todo.extend(typing.get_args(t))
+        else:
+            seen.append(t)
+    return bool(seen) and any(t in (int, float) for t in seen) and not any(
+        t in (bool, Any, object) for t in seen)
+
+
+class Strict(BaseModel):
+    """Base for every profile and config model: unknown fields are errors, objects are frozen,
+    floats must be finite (``.inf``/``.nan`` are refused: no knob means "forever" by infinity)
+    and a number field refuses ``true``/``false`` (pydantic would read them as 1 and 0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        # NOTE: a model-level check (a field validator on "*" would also sit on the
+        # discriminator fields, which pydantic forbids).
+        if isinstance(data, dict):
+            fields = cls.model_fields
+            for k, v in data.items():
+                if isinstance(v, bool) and k in fields and _number_not_bool(fields[k].annotation):
+                    raise ValueError(f"{k}: expected a number, not the boolean {str(v).lower()}")
+        return data
 
 
 # --------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class PoolPricing(Strict):
 class PoolConfig(Strict):
     """A group of identical replicas of one model, in one region and zone, with one role."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=100)
     """Pool name (unique), used by routes, faults and results (``pool`` column)."""
     model: str | None = None
     """Model profile; default: the scenario's ``model.name``."""

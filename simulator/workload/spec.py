@@ -24,13 +24,35 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from simulator.errors import ConfigError, load_yaml_model, read_yaml
+from simulator.errors import ConfigError, clip, load_yaml_model, read_yaml
 from simulator.profiles import Strict, data_root
+
+# Physical upper bounds of every count, size, rate and time (README "What servesim refuses and
+# why"): far past any real deployment, low enough that nothing downstream overflows a 64-bit
+# integer or allocates without end.
+MAX_TOKENS = 10_000_000
+"""Tokens of one prompt, output or prefix: 10M, the longest context window of any model (Llama 4
+Scout)."""
+MAX_REQUESTS = 100_000_000
+"""Requests (or clients) of one run: 100M, about a day of a 1,000 req/s service."""
+MAX_RATE = 1_000_000.0
+"""Requests per second: 1M, beyond any single fleet."""
+MAX_SECONDS = 100_000_000.0
+"""Any duration: about three years of simulated time."""
+MAX_TURNS = 10_000
+"""Turns of one conversation."""
+MAX_TIME_SCALE = 1_000_000.0
+"""Trace ``time_scale`` (a year of trace played in 30 s)."""
+MAX_RATE_SCALE = 1_000.0
+"""Trace ``rate_scale``: copies of the trace superposed (each is held in memory)."""
+NAME_CHARS = 100
+"""Longest workload or table name."""
 
 # --------------------------------------------------------------------------------------------
 # Lengths
@@ -41,7 +63,7 @@ class FixedLength(Strict):
     """Every request has the same length."""
 
     kind: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1)
+    value: int = Field(ge=1, le=MAX_TOKENS)
     """Tokens."""
 
 
@@ -49,13 +71,13 @@ class NormalLength(Strict):
     """Normal lengths, rounded and clipped to [min, max]."""
 
     kind: Literal["normal"] = "normal"
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
     """Mean tokens before clipping."""
-    std: float = Field(ge=0)
+    std: float = Field(ge=0, le=MAX_TOKENS)
     """Standard deviation before clipping."""
-    min: int = Field(default=1, ge=1)
+    min: int = Field(default=1, ge=1, le=MAX_TOKENS)
     """Lower clip."""
-    max: int | None = Field(default=None, ge=1)
+    max: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     """Upper clip; None: the deployment's ``max_model_len`` (− 1 for prompts, which need room for
     one output token)."""
 
@@ -64,15 +86,15 @@ class LognormalLength(Strict):
     """Lognormal lengths with a given mean and coefficient of variation, clipped to [min, max]."""
 
     kind: Literal["lognormal"] = "lognormal"
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
     """Mean tokens the requests get, after clipping to [min, max]: the underlying lognormal's
     location is solved for it (simulator.workload.lengths.solve_lognormal_mu); must lie strictly
     between min and max."""
     cv: float = Field(default=1.0, gt=0)
     """Shape: standard deviation / mean of the underlying (unclipped) lognormal."""
-    min: int = Field(default=1, ge=1)
+    min: int = Field(default=1, ge=1, le=MAX_TOKENS)
     """Lower clip."""
-    max: int | None = Field(default=None, ge=1)
+    max: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     """Upper clip; None: the deployment's ``max_model_len`` (− 1 for prompts)."""
 
 
@@ -97,7 +119,7 @@ class TableLength(Strict):
     name: str = "sharegpt-vllm-bench"
     """Table name, e.g. ``sharegpt-vllm-bench``, ``sharegpt``, ``arxiv-summarization``, ``bwb``,
     ``azure-conv-2023``, ``azure-code-2023``, ``mooncake-conversation``."""
-    max: int | None = Field(default=None, ge=1)
+    max: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     """Optional upper clip."""
 
 
@@ -116,7 +138,7 @@ class PoissonArrivals(Strict):
     """Open loop: exponential inter-arrival times (vLLM benchmark's ``--request-rate``)."""
 
     kind: Literal["poisson"] = "poisson"
-    rate: float = Field(gt=0)
+    rate: float = Field(gt=0, le=MAX_RATE)
     """Requests per second."""
 
 
@@ -125,7 +147,7 @@ class GammaArrivals(Strict):
     (cv > 1: bursty, cv = 1: Poisson, cv < 1: smoother than Poisson)."""
 
     kind: Literal["gamma"] = "gamma"
-    rate: float = Field(gt=0)
+    rate: float = Field(gt=0, le=MAX_RATE)
     """Mean requests per second."""
     cv: float = Field(gt=0, le=MAX_CV)
     """Standard deviation / mean of the inter-arrival times (Gamma shape = 1 / cv²)."""
@@ -136,7 +158,7 @@ class WeibullArrivals(Strict):
     variation (the shape is solved from the CV; heavier tail than Gamma at the same CV)."""
 
     kind: Literal["weibull"] = "weibull"
-    rate: float = Field(gt=0)
+    rate: float = Field(gt=0, le=MAX_RATE)
     """Mean requests per second."""
     cv: float = Field(gt=0.05, le=MAX_CV)
     """Standard deviation / mean of the inter-arrival times."""
@@ -147,13 +169,13 @@ class OnOffArrivals(Strict):
     interrupted Poisson process when rate_off = 0). Starts at the beginning of an ON period."""
 
     kind: Literal["on_off"] = "on_off"
-    rate_on: float = Field(gt=0)
+    rate_on: float = Field(gt=0, le=MAX_RATE)
     """Requests per second during a burst."""
-    rate_off: float = Field(default=0.0, ge=0)
+    rate_off: float = Field(default=0.0, ge=0, le=MAX_RATE)
     """Requests per second between bursts."""
-    on_s: float = Field(gt=0)
+    on_s: float = Field(gt=0, le=MAX_SECONDS)
     """Mean length of a burst (seconds)."""
-    off_s: float = Field(gt=0)
+    off_s: float = Field(gt=0, le=MAX_SECONDS)
     """Mean length of a pause (seconds)."""
     periods: Literal["exponential", "fixed"] = "exponential"
     """``exponential``: period lengths are exponential with the given means (a Markov-modulated
@@ -163,9 +185,9 @@ class OnOffArrivals(Strict):
 class MMPPState(Strict):
     """One state of a Markov-modulated Poisson process."""
 
-    rate: float = Field(ge=0)
+    rate: float = Field(ge=0, le=MAX_RATE)
     """Requests per second while in this state."""
-    mean_s: float = Field(gt=0)
+    mean_s: float = Field(gt=0, le=MAX_SECONDS)
     """Mean time spent in this state per visit (exponential)."""
 
 
@@ -202,7 +224,7 @@ class DiurnalArrivals(Strict):
     (a time change: cv = 1 gives a non-homogeneous Poisson process)."""
 
     kind: Literal["diurnal"] = "diurnal"
-    rate: float | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE)
     """Mean requests per second over a day. With ``hourly`` it rescales the table to this mean;
     None: the ``hourly`` values are absolute rates (required for the sinusoid)."""
     amplitude: float = Field(default=0.5, ge=0, le=1)
@@ -212,7 +234,7 @@ class DiurnalArrivals(Strict):
     hourly: list[float] | None = Field(default=None, min_length=2)
     """Table: rates (or relative weights, see ``rate``) at evenly spaced points over the day (24 =
     one per hour, at hh:00), linear in between and wrapping from the last point to the first."""
-    period_s: float = Field(default=86_400.0, gt=0)
+    period_s: float = Field(default=86_400.0, gt=0, le=MAX_SECONDS)
     """Simulated seconds per day: 86400 is real time; 3600 plays a whole day in an hour
     (time-scaling keeps the profile's shape, multiplies rates by 86400 / period_s)."""
     start_hour: float = Field(default=0.0, ge=0, lt=24)
@@ -236,9 +258,9 @@ class DiurnalArrivals(Strict):
 class RateStep(Strict):
     """From ``at_s`` on, the rate is ``rate``."""
 
-    at_s: float = Field(ge=0)
+    at_s: float = Field(ge=0, le=MAX_SECONDS)
     """Simulated time the step takes effect."""
-    rate: float = Field(ge=0)
+    rate: float = Field(ge=0, le=MAX_RATE)
     """Requests per second from then on."""
 
 
@@ -269,13 +291,13 @@ class RampArrivals(Strict):
     ``start_s``, then held. Renewal of coefficient of variation ``cv`` on the rate's clock."""
 
     kind: Literal["ramp"] = "ramp"
-    from_rate: float = Field(ge=0)
+    from_rate: float = Field(ge=0, le=MAX_RATE)
     """Requests per second before the ramp."""
-    to_rate: float = Field(gt=0)
+    to_rate: float = Field(gt=0, le=MAX_RATE)
     """Requests per second after the ramp."""
-    start_s: float = Field(default=0.0, ge=0)
+    start_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
     """When the ramp starts."""
-    duration_s: float = Field(gt=0)
+    duration_s: float = Field(gt=0, le=MAX_SECONDS)
     """How long the ramp lasts."""
     cv: float = Field(default=1.0, gt=0, le=MAX_CV)
     """Burstiness (Gamma renewal on the rate's clock; 1 = Poisson)."""
@@ -289,13 +311,13 @@ class FittedArrivals(Strict):
     kind: Literal["fitted"] = "fitted"
     name: str
     """Fit name: ``azure-conv-2023``, ``azure-code-2023``, ``mooncake-conversation``."""
-    rate: float | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE)
     """Mean requests per second; None: the trace's. Scales the whole profile."""
     profile: bool = True
     """Follow the trace's per-minute rate profile; false: a stationary process at the mean rate."""
     cv: float | None = Field(default=None, gt=0, le=MAX_CV)
     """Burstiness on the profile's clock; None: the fitted value."""
-    time_scale: float = Field(default=1.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, le=MAX_TIME_SCALE)
     """Play the profile this many times faster (6 plays an hour's profile in 10 minutes, with six
     times the rate unless ``rate`` is set)."""
 
@@ -317,15 +339,15 @@ class TraceArrivals(Strict):
     """Layout of ``file``: ``generic`` (timestamp, input_tokens, output_tokens[, hash_ids, tenant,
     priority]), ``azure`` (TIMESTAMP, ContextTokens, GeneratedTokens), ``mooncake`` (JSONL with
     timestamp in ms, input_length, output_length, hash_ids); ``auto`` picks from the header."""
-    start_s: float = Field(default=0.0, ge=0)
+    start_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
     """Replay from this many seconds into the trace."""
-    end_s: float | None = Field(default=None, gt=0)
+    end_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Replay up to this many seconds into the trace (None: to its end)."""
-    time_scale: float = Field(default=1.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, le=MAX_TIME_SCALE)
     """Divide timestamps by this (6: play an hour in 10 minutes). Every gap shrinks by the same
     factor: the rate is multiplied by it and every inter-arrival statistic that is scale-free (CV,
     order, burst shapes) is kept."""
-    rate_scale: float = Field(default=1.0, gt=0)
+    rate_scale: float = Field(default=1.0, gt=0, le=MAX_RATE_SCALE)
     """Multiply the traffic by this over the same span (see ``rate_method``)."""
     rate_method: Literal["superpose", "tile"] = "superpose"
     """How ``rate_scale`` is applied. ``superpose``: k independent copies of the trace, each
@@ -343,7 +365,7 @@ class TraceArrivals(Strict):
     input_len/output_len."""
     prefixes: bool = True
     """Turn the trace's ``hash_ids`` into shared prefix blocks of the KV cache (if it has them)."""
-    hash_block_tokens: int = Field(default=512, ge=1)
+    hash_block_tokens: int = Field(default=512, ge=1, le=MAX_TOKENS)
     """Tokens per ``hash_ids`` block (Mooncake: 512)."""
 
     @model_validator(mode="after")
@@ -360,11 +382,11 @@ class ClosedLoopArrivals(Strict):
     (vLLM benchmark's ``--max-concurrency`` with infinite rate)."""
 
     kind: Literal["closed_loop"] = "closed_loop"
-    concurrency: int = Field(ge=1)
+    concurrency: int = Field(ge=1, le=MAX_REQUESTS)
     """Number of clients."""
-    think_time_s: float = Field(default=0.0, ge=0)
+    think_time_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
     """Pause between a response and the client's next request."""
-    ramp_up_s: float = Field(default=0.0, ge=0)
+    ramp_up_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
     """Clients start one after another, evenly over this many seconds (client i of N at
     i × ramp_up_s / N), as a load tool ramping its users does; 0: all start at t = 0. Identical
     requests started together stay in lock-step (they prefill together, decode together and
@@ -401,11 +423,11 @@ class SessionSpec(Strict):
     turns: Literal["geometric", "fixed"] = "geometric"
     """Number of turns: ``geometric`` with mean ``turns_mean`` (at least 1), or exactly
     ``turns_mean`` (rounded)."""
-    turns_mean: float = Field(default=4.0, ge=1)
+    turns_mean: float = Field(default=4.0, ge=1, le=MAX_TURNS)
     """Mean turns per session."""
-    turns_max: int = Field(default=64, ge=1)
+    turns_max: int = Field(default=64, ge=1, le=MAX_TURNS)
     """Cap on turns per session."""
-    think_time_s: float = Field(default=30.0, ge=0)
+    think_time_s: float = Field(default=30.0, ge=0, le=MAX_SECONDS)
     """Mean pause between a response and the user's next turn."""
     think_time: Literal["exponential", "fixed"] = "exponential"
     """Distribution of the pause."""
@@ -422,7 +444,7 @@ class TenantSpec(Strict):
     """Tenant name (reported on every request)."""
     api_key: str | None = None
     """API key its requests carry (what the gateway maps to the tenant)."""
-    weight: float | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0, le=1e9)
     """Share of the workload's ``arrival`` process (normalised over the tenants that use it).
     Tenants with neither weight nor arrival get weight 1."""
     arrival: Arrivals | None = None
@@ -433,15 +455,15 @@ class TenantSpec(Strict):
     """Generated tokens; None: the workload's."""
     length_correlation: float | None = Field(default=None, ge=-1, le=1)
     """Rank correlation of (input, output); None: the workload's."""
-    system_prompt_tokens: int | None = Field(default=None, ge=0)
+    system_prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     """Its own shared system prompt (not shared with other tenants); None: the workload's."""
     sessions: SessionSpec | None = None
     """Multi-turn sessions; None: the workload's."""
-    priority: int = 0
+    priority: int = Field(default=0, ge=-2**31, lt=2**31)
     """Scheduling priority of its requests (lower = served first, vLLM's convention)."""
     slo_class: str = "default"
     """SLO class label its requests carry (for per-class targets and results)."""
-    num_requests: int | None = Field(default=None, ge=1)
+    num_requests: int | None = Field(default=None, ge=1, le=MAX_REQUESTS)
     """Cap on requests from its own arrival process (required for its own closed loop unless the
     workload has duration_s)."""
 
@@ -470,6 +492,12 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def named_workload_path(name: str) -> Path:
     """``workloads/<name>.yaml`` (a ConfigError listing the known names if absent)."""
+    # NOTE: a name is a name, never a path: only these characters, so nothing outside
+    # workloads/ is read and no overlong file name reaches the OS.
+    if not re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{NAME_CHARS - 1}}}", name):
+        raise ConfigError(f"workload.name: {clip(name, 40)} is not a workload name (letters, "
+                          f"digits, '.', '_', '-', at most {NAME_CHARS} characters; `servesim "
+                          f"workload list` shows them); for a file of your own use workload.spec")
     path = data_root("workloads") / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
@@ -482,8 +510,12 @@ def workload_spec_path(spec: str) -> Path:
     """A workload spec path: absolute, from the working directory, or from the repository top."""
     p = Path(spec).expanduser()
     for cand in (p, data_root("workloads").parent / p):
-        if cand.is_file():
-            return cand
+        try:
+            if cand.is_file():
+                return cand
+        except (OSError, ValueError) as e:  # too long a name, a NUL byte
+            raise ConfigError(f"workload.spec: cannot use {clip(spec, 60)} as a file path "
+                              f"({getattr(e, 'strerror', None) or e})") from None
     raise ConfigError(f"workload spec {spec} not found (looked in the working directory and "
                       f"{data_root('workloads').parent})")
 
@@ -522,7 +554,7 @@ class WorkloadConfig(Strict):
     """Spearman rank correlation of (input, output), imposed through a Gaussian copula on any two
     length distributions; None: the table's own joint draw (same-name tables), row pairs (same
     empirical file) or independent."""
-    system_prompt_tokens: int = Field(default=0, ge=0)
+    system_prompt_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
     """Tokens of a system prompt shared by every request (exercises prefix caching)."""
     sessions: SessionSpec | None = None
     """Multi-turn sessions (the arrival process starts sessions); None: independent requests."""
@@ -532,10 +564,10 @@ class WorkloadConfig(Strict):
     """A request whose prompt + output exceeds ``max_model_len``: ``send`` it as drawn (vLLM
     rejects it with HTTP 400), or ``clip`` its output (and prompt) to fit, as a client that sets
     max_tokens to the room left does."""
-    num_requests: int | None = Field(default=2000, ge=1)
+    num_requests: int | None = Field(default=2000, ge=1, le=MAX_REQUESTS)
     """Requests to send (session turns count one each); None to send until ``duration_s`` (or, for
     a trace, until its end)."""
-    duration_s: float | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Stop sending after this many simulated seconds (and stop the run there)."""
 
     @model_validator(mode="before")
@@ -545,6 +577,11 @@ class WorkloadConfig(Strict):
             return data
         if data.get("name") is not None and data.get("spec") is not None:
             raise ValueError("give name (a shipped workload) or spec (your file), not both")
+        for key in ("name", "spec"):
+            v = data.get(key)
+            if v is not None and not isinstance(v, str):
+                what = "a shipped workload's name" if key == "name" else "a spec file's path"
+                raise ValueError(f"{key}: expected {what}, not {type(v).__name__} {clip(v, 40)}")
         try:
             path = (named_workload_path(str(data["name"])) if data.get("name") is not None
                     else workload_spec_path(str(data["spec"])))
