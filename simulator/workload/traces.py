@@ -57,8 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.errors import ConfigError
-from simulator.workload.spec import TraceArrivals
+from simulator.errors import ConfigError, clip, decode_text
+from simulator.workload.spec import MAX_TOKENS, TraceArrivals
 
 BUILTIN_TRACES: dict[str, tuple[str, str]] = {
     "azure-conv-2023": ("traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv", "azure"),
@@ -121,9 +121,15 @@ class Trace:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_ID = 2**63 - 1
+"""Largest hash id (a 64-bit signed integer, as the cache keys hold it)."""
+MAX_PRIORITY = 2**31
+"""Priorities lie in [-2**31, 2**31)."""
+
+
 def _bad(path: Path, line: int, field: str, problem: str, value: Any) -> TraceError:
-    shown = value if not isinstance(value, str) or len(value) < 60 else value[:57] + "..."
-    return TraceError(f"{path}:{line}: {field}: {problem} (got {shown!r}); fix or drop that line")
+    return TraceError(f"{path}:{line}: {field}: {problem} (got {clip(value, 60)}); fix or drop "
+                      f"that line")
 
 
 def _timestamp(path: Path, line: int, field: str, value: Any, unit: float) -> float:
@@ -159,6 +165,9 @@ def _tokens(path: Path, line: int, field: str, value: Any) -> int:
         raise _bad(path, line, field, "must be an integer number of tokens >= 1", value) from None
     if x < 1:
         raise _bad(path, line, field, "must be an integer number of tokens >= 1", value)
+    if x > MAX_TOKENS:
+        raise _bad(path, line, field, f"must be at most {MAX_TOKENS:,} tokens (the longest "
+                   f"context of any model)", value)
     return int(x)
 
 
@@ -175,24 +184,24 @@ def _hash_ids(path: Path, line: int, field: str, value: Any) -> tuple[int, ...]:
             raise ValueError
     except (TypeError, ValueError):
         raise _bad(path, line, field, "must be a list of non-negative integers", value) from None
-    if any(v < 0 for v in ids):
-        raise _bad(path, line, field, "must be a list of non-negative integers", value)
+    if any(v < 0 or v > MAX_ID for v in ids):
+        raise _bad(path, line, field, "must be a list of integers in [0, 2**63)", value)
     return ids
 
 
 def _detect(path: Path) -> str:
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:
             for raw in fh:
                 if raw.strip():
                     try:
                         rec = json.loads(raw)
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         return "generic"
                     return "mooncake" if isinstance(rec, dict) and "input_length" in rec \
                         else "generic"
         return "generic"
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         header = next(csv.reader(fh), [])
     return "azure" if "ContextTokens" in header else "generic"
 
@@ -200,7 +209,7 @@ def _detect(path: Path) -> str:
 def _records(path: Path, layout: Layout) -> Any:
     """(line, mapping) for each request row of a CSV or JSONL file."""
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:
             for i, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue
@@ -209,6 +218,9 @@ def _records(path: Path, layout: Layout) -> Any:
                 except json.JSONDecodeError as e:
                     raise TraceError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); "
                                      f"fix or drop that line") from None
+                except RecursionError:
+                    raise TraceError(f"{path}:{i}: a JSON value nested too deeply to read; fix "
+                                     f"or drop that line") from None
                 if not isinstance(rec, dict):
                     raise _bad(path, i, "(line)", "must be a JSON object", raw.strip())
                 for col in (layout.timestamp, layout.input, layout.output):
@@ -216,7 +228,7 @@ def _records(path: Path, layout: Layout) -> Any:
                         raise _bad(path, i, col, "required field is missing", raw.strip())
                 yield i, rec
         return
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in (layout.timestamp, layout.input, layout.output) if c not in header]
@@ -224,7 +236,14 @@ def _records(path: Path, layout: Layout) -> Any:
             need = ",".join((layout.timestamp, layout.input, layout.output))
             raise TraceError(f"{path}:1: header: missing column(s) {', '.join(missing)}; this "
                              f"format needs {need} (see simulator/workload/traces.py)")
-        for rec in reader:
+        while True:
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise TraceError(f"{path}:{reader.line_num + 1}: not a readable CSV row ({e}); fix "
+                                 f"or drop that line") from None
             extra = rec.pop(None, None)
             if extra is not None or any(v is None for v in rec.values()):
                 n = sum(v is not None for v in rec.values()) + len(extra or [])
@@ -271,9 +290,12 @@ def _load_cached(path_s: str, fmt: str, _mtime: int, _size: int) -> Trace:
                 v = rec[layout.priority]
                 if isinstance(v, bool) or float(v) != int(float(v)):
                     raise ValueError
-                prios.append(int(float(v)))
-            except (TypeError, ValueError):
-                raise _bad(path, line, layout.priority, "must be an integer",
+                prio = int(float(v))
+                if not -MAX_PRIORITY <= prio < MAX_PRIORITY:
+                    raise ValueError
+                prios.append(prio)
+            except (TypeError, ValueError, OverflowError):
+                raise _bad(path, line, layout.priority, "must be an integer in [-2**31, 2**31)",
                            rec[layout.priority]) from None
         else:
             prios.append(0)
@@ -289,12 +311,31 @@ def _load_cached(path_s: str, fmt: str, _mtime: int, _size: int) -> Trace:
 def load_trace_file(path: str | Path, fmt: str = "auto") -> Trace:
     """Load and check a trace file (cached while the file is unchanged)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"workload.arrival.file: trace {p} not found")
-    if fmt == "auto":
-        fmt = _detect(p)
-    st = p.stat()
-    return _load_cached(str(p.resolve()), fmt, st.st_mtime_ns, st.st_size)
+    try:
+        if not p.is_file():
+            raise ConfigError(f"workload.arrival.file: trace {clip_path(p)} not found")
+        st = p.stat()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"workload.arrival.file: cannot use {clip_path(p)} "
+                          f"({getattr(e, 'strerror', None) or e})") from None
+    try:
+        if fmt == "auto":
+            fmt = _detect(p)
+        return _load_cached(str(p.resolve()), fmt, st.st_mtime_ns, st.st_size)
+    except UnicodeDecodeError:
+        decode_text(p.read_bytes(), str(p))  # raises, naming the line and byte
+        raise  # pragma: no cover - decode_text raised
+    except csv.Error as e:
+        raise TraceError(f"{p}: not a readable CSV ({e}); fix the file or use JSON Lines"
+                         ) from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the trace ({e.strerror or e})") from None
+
+
+def clip_path(p: Path) -> str:
+    """A path as an error line shows it (at most 120 characters)."""
+    s = str(p)
+    return s if len(s) <= 120 else s[:117] + "..."
 
 
 def builtin_trace_path(name: str) -> Path:
