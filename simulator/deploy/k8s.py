@@ -50,17 +50,30 @@ class VllmContainer:
 
 
 def load_documents(path: Path) -> list[Any]:
+    """Every document of a (multi-document) YAML file, with the checks of the scenario loader
+    (UTF-8, nesting depth, duplicate keys, alias bombs); one-line errors with the line."""
+    from simulator.errors import SAFE_LOADER, _check_depth, check_nodes, read_text
+
+    text = read_text(Path(path))
+    _check_depth(text, str(path))
+    docs: list[Any] = []
     try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read file ({e.strerror})") from None
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        loader = SAFE_LOADER(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is None:
+                    continue
+                check_nodes(node, str(path))
+                docs.append(loader.construct_document(node))
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}"
                           ) from None
+    return [d for d in docs if d is not None]
 
 
 def find_vllm(path: Path) -> VllmContainer:
