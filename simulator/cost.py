@@ -350,7 +350,7 @@ def cost_summary(res: Results, goodput_rps: float | None = None) -> dict[str, An
             g = gpu_time[gpu_time["pool"].astype(str) == pool]
             ptp = float(tp[m][0]) if m.any() else 1.0
             busy_s = float(g["busy_s"].sum())
-            step_frac = busy_s * ptp / held_gs if held_gs > 0 else 0.0
+            step_frac = float(busy_s * ptp / held_gs) if held_gs > 0 else 0.0
             row["step_time_frac"] = step_frac
             busy_usd += busy_s * ptp * pp.usd_per_gpu_hour
             prefill_usd += float(g["prefill_s"].sum()) * ptp * pp.usd_per_gpu_hour
@@ -362,7 +362,7 @@ def cost_summary(res: Results, goodput_rps: float | None = None) -> dict[str, An
             if cap is not None:
                 rep_s = float(gs[m].sum()) / (float(tp[m][0]) if m.any() else 1.0)
                 row["capacity_tokens_per_s"] = cap
-                row["capacity_frac"] = obs[0] / (rep_s * cap) if rep_s > 0 else None
+                row["capacity_frac"] = float(obs[0] / (rep_s * cap)) if rep_s > 0 else None
                 obs_tokens += obs[0]
                 cap_tokens += rep_s * cap
         by_pool[pool] = row
@@ -442,7 +442,7 @@ def _step_frac(gpu_time: Any, reps: pd.DataFrame, held_gpu_s: float) -> float:
     tp_of = dict(zip(reps["replica"].to_numpy(), reps["tp"].to_numpy(float), strict=True))
     busy = sum(float(b) * tp_of.get(r, 1.0)
                for r, b in zip(gpu_time["replica"], gpu_time["busy_s"], strict=True))
-    return busy / held_gpu_s if held_gpu_s > 0 else 0.0
+    return float(busy / held_gpu_s) if held_gpu_s > 0 else 0.0
 
 
 def _measured(res: Results) -> dict[str, tuple[float, int, float, float]]:

@@ -472,7 +472,8 @@ def _row(shape: Shape, replicas: int, usd_h: float, cost: CostConfig, status: st
     figures = ("ttft_ms.p50", "ttft_ms.p90", "ttft_ms.p99", "tpot_ms.p90", "e2e_ms.p99",
                "slo.attainment", "slo.goodput_rps", "throughput.requests_per_s",
                "cost.usd_per_1m_output_tokens", "cost.usd_per_1m_input_tokens",
-               "cost.utilisation.replica_busy_frac", "kv_cache_usage.mean")
+               "cost.utilisation.replica_busy_frac", "cost.utilisation.capacity_frac",
+               "kv_cache_usage.mean")
     for f in (*figures, metric) if metric not in figures else figures:
         if summaries:
             mean, hi = _figure(summaries, f)
