@@ -223,9 +223,10 @@ def export_hpa(name: str, target: str, cfg: Any, pool: Any) -> dict[str, Any]:
                 "metric": {"name": _VLLM_NAME[s.metric]},
                 "target": {"type": "AverageValue", "averageValue": format_quantity(s.target)}}})
         elif s.kind == "queue":
-            if s.activation_threshold or s.cooldown_period_s != 300.0 or pool.min_replicas == 0:
-                raise ConfigError("signal queue with activation / cooldown / scale to zero: "
-                                  "export with --autoscaler keda")
+            if s.activation_threshold or s.cooldown_period_s != 300.0 or pool.min_replicas == 0 \
+                    or getattr(s, "metric", "waiting") != "waiting":
+                raise ConfigError("signal queue with activation / cooldown / scale to zero / "
+                                  "metric in_flight: export with --autoscaler keda")
             metrics.append({"type": "External", "external": {
                 "metric": {"name": "vllm:num_requests_waiting"},
                 "target": {"type": "AverageValue", "averageValue": format_quantity(s.target)}}})

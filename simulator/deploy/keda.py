@@ -4,7 +4,8 @@ What this mirrors: KEDA scaling a vLLM Deployment with ``prometheus`` triggers. 
 trigger into an HPA ``External`` metric: with ``metricType: AverageValue`` (the default) the desired
 count is ceil(query / threshold), with ``Value`` it is ceil(replicas × query / threshold). So
 
-- ``sum(vllm:num_requests_waiting)`` / AverageValue → the ``queue`` signal (``threshold`` = target,
+- ``sum(vllm:num_requests_waiting)`` / AverageValue → the ``queue`` signal (``sum(…running +
+  …waiting)``: its ``metric: in_flight``; ``threshold`` = target,
   ``activationThreshold`` = activation; scale to zero with ``minReplicaCount: 0`` or
   ``idleReplicaCount: 0``, back to zero after ``cooldownPeriod``);
 - ``sum(M)`` / AverageValue or ``avg(M)`` / Value on another vLLM metric M → a ``pods`` signal on M
@@ -93,10 +94,16 @@ def import_keda(doc: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[s
         if q.aggregation == "sum" and mtype == "Value":
             raise ConfigError(f"{w}: sum(…) with metricType Value scales on replicas × total / "
                               f"threshold; use avg(…), or metricType: AverageValue")
-        if q.metric == "num_requests_waiting" and mtype == "AverageValue":
-            signals.append({"kind": "queue", "target": thr, "activation_threshold": act,
-                            "cooldown_period_s": cooldown})
+        if q.metric in ("num_requests_waiting", "in_flight") and mtype == "AverageValue":
+            sig = {"kind": "queue", "target": thr, "activation_threshold": act,
+                   "cooldown_period_s": cooldown}
+            if q.metric == "in_flight":
+                sig["metric"] = "in_flight"
+            signals.append(sig)
             continue
+        if q.metric == "in_flight":
+            raise ConfigError(f"{w}: running + waiting with metricType Value: the in_flight queue "
+                              f"is a fleet total; use metricType: AverageValue")
         if act:
             raise ConfigError(f"{w}: activationThreshold on a non-queue trigger: the simulator "
                               f"activates from zero on the waiting queue only "
@@ -160,7 +167,9 @@ def export_keda(name: str, target: str, cfg: Any, pool: Any, model_name: str,
     for i, s in enumerate(pool.signals):
         if s.kind == "queue":
             md = {"serverAddress": prometheus,
-                  "query": format_query("num_requests_waiting", "sum", cfg.window_s, labels),
+                  "query": format_query("in_flight" if getattr(s, "metric", "waiting") ==
+                                        "in_flight" else "num_requests_waiting", "sum",
+                                        cfg.window_s, labels),
                   "threshold": format_quantity(s.target)}
             if s.activation_threshold:
                 md["activationThreshold"] = format_quantity(s.activation_threshold)

@@ -6,6 +6,8 @@ What this mirrors: the handful of query shapes that scale vLLM fleets in practic
 - ``sum(vllm:num_requests_waiting{…})`` / ``avg(…)``, optionally over ``avg_over_time(…[1m])``:
   the gauges ``num_requests_waiting``, ``num_requests_running`` and ``kv_cache_usage_perc``
   (``gpu_cache_usage_perc`` before vLLM 0.10) — summed over the pods or averaged;
+- ``sum(vllm:num_requests_running + vllm:num_requests_waiting)`` (or the sum of the two sums): the
+  requests in flight, the ``queue`` signal's ``metric: in_flight``;
 - ``sum(rate(vllm:generation_tokens_total[1m]))``: output tokens per second;
 - ``histogram_quantile(0.9, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))``:
   the fleet's TTFT p90 —
@@ -45,7 +47,8 @@ class Query:
     """A query reduced to what the simulator's autoscaler reads."""
 
     metric: str
-    """Simulator signal (``num_requests_waiting`` … ``time_to_first_token_p90_s``)."""
+    """Simulator signal (``num_requests_waiting`` … ``time_to_first_token_p90_s``; ``in_flight``:
+    running + waiting, the ``queue`` signal's ``metric: in_flight``)."""
     aggregation: Literal["sum", "avg", "quantile"]
     window_s: float | None
     """The range of ``avg_over_time`` / ``rate`` (None: the last scrape)."""
@@ -196,12 +199,33 @@ def parse_query(q: str, where: str) -> Query:
     by = p.by_clause()
     p.take("(")
     metric, labels, window, func = p.series()
+    parts = [(metric, window, func)]
+    if p.peek() == ("op", "+"):  # sum(running + waiting)
+        p.take("+")
+        m2, _, w2, f2 = p.series()
+        parts.append((m2, w2, f2))
     p.take(")")
     by += p.by_clause()
+    if p.peek() == ("op", "+") and first == "sum" and len(parts) == 1:  # sum(running) + sum(waiting)
+        p.take("+")
+        p.take("sum")
+        p.take("(")
+        m2, _, w2, f2 = p.series()
+        p.take(")")
+        parts.append((m2, w2, f2))
     p.end()
     if by:
         raise p.fail(f"by ({', '.join(by)})", "returns one series per label set; the simulator "
                      "needs one number for the pool")
+    if len(parts) == 2:
+        names = sorted(GAUGES.get(_base(m), m) for m, _, _ in parts)
+        if first != "sum" or names != ["num_requests_running", "num_requests_waiting"]:
+            raise p.fail(" + ".join(m for m, _, _ in parts), "the one sum the simulator evaluates "
+                         "is running + waiting summed over the pods (the in_flight queue)")
+        if parts[0][1] != parts[1][1] or any(f in ("rate", "irate") for _, _, f in parts):
+            raise p.fail(" + ".join(m for m, _, _ in parts), "both gauges over the same "
+                         "avg_over_time range")
+        return Query("in_flight", "sum", window, labels)
     base = _base(metric)
     agg: Literal["sum", "avg"] = "sum" if first == "sum" else "avg"
     if base in GAUGES:
@@ -226,6 +250,9 @@ def format_query(metric: str, aggregation: Literal["sum", "avg"], window_s: floa
                  labels: str = "") -> str:
     """The query :func:`parse_query` reads back as (metric, aggregation, window)."""
     w = format_duration(window_s)
+    if metric == "in_flight":
+        return (f"sum(avg_over_time(vllm:num_requests_running{labels}[{w}]) + "
+                f"avg_over_time(vllm:num_requests_waiting{labels}[{w}]))")
     if metric == "time_to_first_token_p90_s":
         return (f"histogram_quantile(0.9, sum by (le) "
                 f"(rate(vllm:{TTFT_HISTOGRAM}_bucket{labels}[{w}])))")

@@ -63,6 +63,8 @@ def _autoscaled(signals: list[dict[str, Any]], min_replicas: int = 1, **pool: An
 VARIANTS = {
     "queue-to-zero": ([{"kind": "queue", "target": 6, "activation_threshold": 0.5,
                         "cooldown_period_s": 900}], 0, {}),
+    "in-flight-to-zero": ([{"kind": "queue", "metric": "in_flight", "target": 40,
+                            "cooldown_period_s": 300}], 0, {}),
     "ttft-and-tokens": ([{"kind": "pods", "metric": "time_to_first_token_p90_s", "target": 0.4},
                          {"kind": "pods", "metric": "generation_tokens_per_s", "target": 3000}],
                         2, {"sync_period_s": 30, "tolerance": 0.05}),

@@ -16,6 +16,9 @@ from simulator.errors import ConfigError
     ("sum(rate(vllm:generation_tokens_total[30s]))", Query("generation_tokens_per_s", "sum", 30.0)),
     ("histogram_quantile(0.9, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))",
      Query("time_to_first_token_p90_s", "quantile", 60.0)),
+    ("sum(vllm:num_requests_running + vllm:num_requests_waiting)", Query("in_flight", "sum", None)),
+    ("sum(vllm:num_requests_waiting) + sum(vllm:num_requests_running)",
+     Query("in_flight", "sum", None)),
     ("histogram_quantile(0.9, sum(rate(vllm:time_to_first_token_seconds_bucket[1m])) by (le))",
      Query("time_to_first_token_p90_s", "quantile", 60.0)),
 ])
@@ -38,6 +41,10 @@ def test_accepted(q: str, want: Query) -> None:
     ("histogram_quantile(0.9, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[1m])))",
      "vllm:e2e_request_latency_seconds_bucket: the simulator's latency signal"),
     ("sum(avg_over_time(vllm:num_requests_waiting[1x]))", "not a PromQL duration"),
+    ("sum(vllm:num_requests_running + vllm:kv_cache_usage_perc)",
+     "the one sum the simulator evaluates is running + waiting"),
+    ("avg(vllm:num_requests_running + vllm:num_requests_waiting)",
+     "the one sum the simulator evaluates is running + waiting"),
 ])
 def test_refused_naming_the_part(q: str, part: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -52,5 +59,7 @@ def test_format_parses_back(metric: str) -> None:
     for agg in ("sum", "avg"):
         q = parse_query(format_query(metric, agg, 90.0, '{model_name="x"}'), "t")  # type: ignore[arg-type]
         assert (q.metric, q.aggregation, q.window_s) == (metric, agg, 90.0)
+    q = parse_query(format_query("in_flight", "sum", 60.0, '{model_name="x"}'), "t")
+    assert (q.metric, q.aggregation, q.window_s) == ("in_flight", "sum", 60.0)
     q = parse_query(format_query("time_to_first_token_p90_s", "avg", 60.0), "t")
     assert (q.metric, q.aggregation, q.window_s) == ("time_to_first_token_p90_s", "quantile", 60.0)
