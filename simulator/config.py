@@ -239,10 +239,11 @@ from simulator.workload.spec import (  # noqa: E402, F401
 class MetricsConfig(Strict):
     """What is recorded and over which window the summary is computed."""
 
-    warmup_s: float = Field(default=0.0, ge=0)
+    warmup_s: float = Field(default=0.0, ge=0, le=1e8)
     """Requests arriving before this time are excluded from the summary (still simulated)."""
-    sample_interval_s: float = Field(default=1.0, gt=0)
-    """Period of the per-replica gauge samples (num_requests_running, kv_cache_usage_perc …)."""
+    sample_interval_s: float = Field(default=1.0, ge=0.001, le=1e8)
+    """Period of the per-replica gauge samples (num_requests_running, kv_cache_usage_perc …); at
+    least 1 ms (an engine step's scale; Prometheus scrapes every few seconds)."""
     record_steps: bool = True
     """Keep one row per engine step (disable for very long runs)."""
     record_itl: bool = True
@@ -250,7 +251,7 @@ class MetricsConfig(Strict):
     3 GB for a million ShareGPT-like requests). Off: ``Results.itl`` is empty and the summary's
     ``itl_ms`` is null; each request's ``itl_mean_s`` / ``itl_max_s`` and every TPOT figure are
     still exact (disable for very long runs)."""
-    max_sim_time_s: float = Field(default=86_400.0, gt=0)
+    max_sim_time_s: float = Field(default=86_400.0, gt=0, le=1e8)
     """Safety stop: requests still unfinished then are reported in flight."""
 
 
