@@ -486,9 +486,11 @@ def set_path(data: dict[str, Any], path: str | list[Selector], value: Any) -> li
             node = nxt
             continue
         if not isinstance(parts[i + 1], str) or re.fullmatch(r"-?\d+", str(parts[i + 1])):
+            hint = (" (a single-pool fleet: set fleet.replicas, fleet.gpu, fleet.tp)"
+                    if done == ["fleet", "pools"] else "")
             raise ConfigError(f"{format_path([*done, parts[i + 1]])}: "
                               f"{format_path(done)} is not a list in the scenario file; set the "
-                              f"whole list, e.g. --set '{format_path(done)}=[{{...}}]'")
+                              f"whole list, e.g. --set '{format_path(done)}=[{{...}}]'{hint}")
         nxt = {}
         node[part] = nxt
         node = nxt
