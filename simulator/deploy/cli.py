@@ -138,11 +138,17 @@ def import_vllm_text(command: list[str], k8s: Path | None, gpu: str | None, vers
     if name or not raw:
         data = {"name": name or _scenario_name(imp.data), **{k: v for k, v in data.items()
                                                               if k != "name"}}
+    if raw:
+        f = imp.data["fleet"]
+        data["description"] = (f"{imp.data['model']['name']} on {f['replicas']} × {f['gpu']} "
+                               f"tp={f['tp']} (imported vllm serve) with the rest of "
+                               f"{raw.get('name', base)}")
     sc = scenario_io.validated(data, "imported scenario", base_path)
     from simulator.run import resolve_deployment
 
     resolve_deployment(sc)  # the model must fit the GPU, as `servesim run` checks
     header = imp.header[:2] + [f"note: {n}" for n in notes] + imp.header[2:]
+    header += scenario_io.other_imports(base, "vllm")  # an autoscaler imported earlier
     if base_path is not None:
         header.append(f"base scenario: {base_path}")
     return scenario_io.render(data, header)
@@ -172,6 +178,7 @@ def import_autoscaler_text(kind: str, file: Path, pool_name: str, base: Path | N
     raw, base_path = scenario_io.base_raw(base)
     data = scenario_io.merge_autoscaling(raw, pool_name, pool, top)
     scenario_io.validated(data, where, base_path)
+    header = scenario_io.other_imports(base, "autoscaling") + header
     if base_path is not None:
         header.append(f"base scenario: {base_path}")
     return scenario_io.render(data, header)
@@ -216,26 +223,31 @@ def import_keda(
 # --------------------------------------------------------------------------------------------
 
 
-def source_scenario(src: Path) -> tuple[Any, str]:
-    """The scenario of a plan folder (its best configuration), a run folder or a scenario file."""
+def source_scenario(src: Path) -> tuple[Any, str, list[str]]:
+    """The scenario of a plan folder (its best configuration), a run folder or a scenario file,
+    what it is, and the "not modelled" lines of the import that wrote it (a scenario file)."""
     from simulator.config import load_scenario
+    from simulator.deploy.scenario_io import import_header
 
     if src.is_dir():
         for cand, what in ((src / "best" / "scenario.yaml", "plan's best configuration"),
                            (src / "scenario.yaml", "run")):
             if cand.is_file():
-                return load_scenario(cand), f"{what} {cand}"
+                return load_scenario(cand), f"{what} {cand}", []
         if (src / "plan.json").is_file():
             raise ConfigError(f"{src}: the plan found no configuration meeting its SLO (no best/); "
                               f"nothing to export")
         raise ConfigError(f"{src}: neither a plan folder (best/scenario.yaml) nor a run folder "
                           f"(scenario.yaml)")
-    return load_scenario(src), f"scenario {src}"
+    kept = [h for h in import_header(src)
+            if h.startswith(("not modelled: ", "not recognised")) and not h.endswith("(none)")]
+    return load_scenario(src), f"scenario {src}", kept
 
 
 def export_manifests(sc: Any, *, version: str | None = None, autoscaler: str = "auto",
                      image: str | None = None, name: str | None = None,
-                     prometheus: str | None = None, source: str = ""
+                     prometheus: str | None = None, source: str = "",
+                     not_modelled: list[str] | None = None
                      ) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
     """File name → (documents, header comments) for every pool of ``sc``."""
     from simulator import __version__
@@ -267,7 +279,9 @@ def export_manifests(sc: Any, *, version: str | None = None, autoscaler: str = "
             dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = int(
                 sc.provisioning.drain_timeout_s)
         header = [f"servesim {__version__} export of {source or sc.name}, pool {pool_name}",
-                  f"vLLM {fam.name}: {serve.command_line(args)}", *notes]
+                  f"vLLM {fam.name}: {serve.command_line(args)}", *notes,
+                  *(f"{h} — the server had these; they were not simulated and are not written "
+                    f"here: add them back if it needs them" for h in not_modelled or [])]
         out[f"{dname}-deployment.yaml"] = ([dep], header)
         auto = sc.autoscaling.pools.get(pool_name) if sc.autoscaling is not None else None
         if auto is None:
@@ -317,9 +331,9 @@ def export_k8s(
     from simulator.deploy.k8s import dump
 
     try:
-        sc, what = source_scenario(src)
+        sc, what, kept = source_scenario(src)
         files = export_manifests(sc, version=vllm_version, autoscaler=autoscaler, image=image,
-                                 name=name, prometheus=prometheus, source=what)
+                                 name=name, prometheus=prometheus, source=what, not_modelled=kept)
     except ConfigError as e:
         _fail(str(e))
         return

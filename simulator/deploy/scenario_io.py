@@ -20,6 +20,49 @@ import yaml
 
 from simulator.errors import ConfigError, read_yaml
 
+_IMPORT_MARKS = ("# imported by `servesim import", "# autoscaling imported by `servesim import")
+
+
+def import_header(base: Path | None) -> list[str]:
+    """The header comment an earlier import wrote at the top of ``base`` (kept when importing into
+    it again, so its "not modelled" line survives); nothing for a scenario written by hand."""
+    if base is None:
+        return []
+    from simulator.config import scenario_path
+
+    lines: list[str] = []
+    try:
+        text = scenario_path(base).read_text()
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    if not lines or not lines[0].startswith(_IMPORT_MARKS):
+        return []
+    out: list[str] = []
+    for line in lines:  # undo the wrapping of :func:`render`
+        body = line[2:] if line.startswith("# ") else line[1:]
+        if body.startswith("  ") and out:
+            out[-1] += " " + body.strip()
+        else:
+            out.append(body)
+    return [h for h in out if not h.startswith("base scenario: ")]
+
+
+def other_imports(base: Path | None, kind: str) -> list[str]:
+    """The base's import header without the block of ``kind`` (``vllm`` or ``autoscaling``),
+    which the new import replaces; each block starts with its "imported by" line."""
+    blocks: list[list[str]] = []
+    for h in import_header(base):
+        if h.startswith(("imported by `servesim import", "autoscaling imported by `servesim")):
+            blocks.append([h])
+        elif blocks:
+            blocks[-1].append(h)
+    drop = "autoscaling imported" if kind == "autoscaling" else "imported by"
+    return [h for b in blocks if not b[0].startswith(drop) for h in b]
+
 
 def base_raw(base: Path | None) -> tuple[dict[str, Any], Path | None]:
     """The base scenario's raw mapping (empty without a base)."""

@@ -97,3 +97,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert r.exit_code == 2, (argv, r.output)
         lines = r.output.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0], (argv, r.output)
+
+
+def test_export_of_an_imported_scenario_keeps_the_unmodelled_flags_in_view(tmp_path: Path) -> None:
+    sc_file = tmp_path / "s.yaml"
+    assert runner.invoke(app, ["import", "vllm", "--gpu", "H200-SXM", "--out", str(sc_file), "--",
+                               "vllm", "serve", "Qwen/Qwen3-32B", "--enforce-eager",
+                               "--max-model-len", "16k"]).exit_code == 0
+    r = runner.invoke(app, ["export", "k8s", str(sc_file), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    text = next((tmp_path / "m").glob("*-deployment.yaml")).read_text()
+    assert "# not modelled: --enforce-eager — the server had these" in text
+    dep = yaml.safe_load(text)
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--enforce-eager" not in args and args[args.index("--max-model-len") + 1] == "16000"
