@@ -3,8 +3,9 @@ diffed by the same tools.
 
 What this reproduces: the result block ``vllm bench serve`` prints and the JSON its
 ``--save-result`` writes, key for key, as in vLLM's ``vllm/benchmarks/serve.py``
-(vllm-project/vllm main at commit 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1; the keys are those
-of the v0.10+ ``vllm bench serve`` CLI): ``calculate_metrics`` (TTFT, TPOT = (latency − TTFT) /
+(vllm-project/vllm main at commit 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1, the ``vllm bench
+serve`` CLI; the peak-throughput lines and keys date from vLLM PR #23867, August 2025, and are in
+the 0.13 release): ``calculate_metrics`` (TTFT, TPOT = (latency − TTFT) /
 (output tokens − 1) for outputs longer than one token, every inter-token gap, E2EL; mean, median,
 population std and the selected percentiles; ``max_output_tokens_per_s`` from one-second buckets of
 token times, ``max_concurrent_requests`` from a sweep over [start, end)), ``benchmark`` (the
