@@ -257,6 +257,8 @@ def parse_serve(argv: list[str] | str, fam: Family, allow_unknown: bool = False)
     """Parse the flags of a ``vllm serve`` command line (a list of words or a shell string) the
     way vLLM's argparse does; a flag unknown to the family is a ConfigError naming it."""
     words = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    if len(words) == 1 and any(c.isspace() for c in words[0]):
+        words = shlex.split(words[0])  # the whole command line quoted as one argument
     words = strip_launcher(words)
     out = ServeArgs()
     i = 0

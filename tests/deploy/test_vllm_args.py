@@ -29,6 +29,7 @@ def test_flag_forms_as_vllm_parses_them() -> None:
 
 
 def test_launchers_and_model_flag() -> None:
+    assert parse_serve(["vllm serve X -tp 2"], F11).values == {"tensor-parallel-size": "2"}
     for cmd in ("/usr/local/bin/vllm serve --model X --max-model-len 4096",
                 "python3 -m vllm.entrypoints.openai.api_server --model X --max-model-len 4096"):
         a = parse_serve(cmd, F11)
