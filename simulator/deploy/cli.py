@@ -166,7 +166,10 @@ def import_autoscaler_text(kind: str, file: Path, pool_name: str, base: Path | N
     from simulator.deploy.k8s import load_documents
 
     want = "HorizontalPodAutoscaler" if kind == "hpa" else "ScaledObject"
-    docs = [d for d in load_documents(file) if isinstance(d, dict) and d.get("kind") == want]
+    all_docs = [d for d in load_documents(file) if isinstance(d, dict)]
+    docs = [d for d in all_docs if d.get("kind") == want]
+    if not docs and kind == "keda":  # production-stack Helm values: modelSpec[].keda
+        docs = [so for d in all_docs if d.get("kind") is None for so in keda.from_helm_values(d)]
     if not docs:
         raise ConfigError(f"{file}: no {want} in the file")
     if len(docs) > 1:

@@ -15,7 +15,8 @@ count is ceil(query / threshold), with ``Value`` it is ceil(replicas × query / 
 
 ``pollingInterval`` is the autoscaler's sync period, the query's range (``[1m]``) its averaging
 window, ``minReplicaCount`` / ``maxReplicaCount`` the bounds, and
-``advanced.horizontalPodAutoscalerConfig.behavior`` the HPA behavior. The export writes the same
+``advanced.horizontalPodAutoscalerConfig.behavior`` the HPA behavior; the vLLM production-stack
+chart's ``modelSpec[].keda`` values are read as the ScaledObject it renders. The export writes the same
 shapes (schema: KEDA's CRD, tests/deploy/data/keda-scaledobject.schema.json).
 
 Refused, with the part named: other trigger types (cron schedules are wall-clock, CPU / memory are
@@ -156,6 +157,37 @@ def import_keda(doc: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[s
     if not_modelled:
         header.append("not modelled: " + "; ".join(not_modelled))
     return pool, top, header
+
+
+def from_helm_values(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ScaledObjects the vLLM production-stack chart renders from ``modelSpec[].keda``
+    (helm/values.yaml of vllm-project/production-stack: ``enabled``, the ScaledObject's spec
+    fields, ``triggers`` as a list or one mapping, ``scalingModifiers`` only with a formula)."""
+    out: list[dict[str, Any]] = []
+    for ms in (doc.get("servingEngineSpec") or {}).get("modelSpec") or []:
+        k = (ms or {}).get("keda") or {}
+        if not k.get("enabled") or ms.get("enabled", True) is False:
+            continue
+        spec = {key: k[key] for key in ("pollingInterval", "cooldownPeriod", "idleReplicaCount",
+                                        "minReplicaCount", "maxReplicaCount", "fallback",
+                                        "initialCooldownPeriod") if key in k}
+        triggers = k.get("triggers") or []
+        spec["triggers"] = [triggers] if isinstance(triggers, dict) else list(triggers)
+        adv = dict(k.get("advanced") or {})
+        mods = adv.pop("scalingModifiers", None) or {}
+        if mods.get("formula"):
+            adv["scalingModifiers"] = mods
+        hpa = {kk: vv for kk, vv in (adv.get("horizontalPodAutoscalerConfig") or {}).items()
+               if kk == "behavior" and vv}
+        adv.pop("horizontalPodAutoscalerConfig", None)
+        if hpa:
+            adv["horizontalPodAutoscalerConfig"] = hpa
+        if adv:
+            spec["advanced"] = adv
+        spec["scaleTargetRef"] = {"name": str(ms.get("name"))}
+        out.append({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                    "metadata": {"name": f"{ms.get('name')} (Helm modelSpec.keda)"}, "spec": spec})
+    return out
 
 
 def export_keda(name: str, target: str, cfg: Any, pool: Any, model_name: str,

@@ -96,3 +96,14 @@ def test_spec_level_refusals() -> None:
     doc["spec"]["idleReplicaCount"] = 0
     doc["spec"]["minReplicaCount"] = 1
     assert import_keda(doc, "so.yaml")[0]["min_replicas"] == 0
+
+
+def test_production_stack_helm_values() -> None:
+    from simulator.deploy.keda import from_helm_values
+
+    (doc,) = from_helm_values(yaml.safe_load((DATA / "helm-values.yaml").read_text()))
+    pool, top, _ = import_keda(doc, "values.yaml")
+    assert pool["signals"] == [{"kind": "queue", "target": 5.0, "activation_threshold": 0.0,
+                                "cooldown_period_s": 360.0}]
+    assert (pool["min_replicas"], pool["max_replicas"], pool["sync_period_s"]) == (1, 5, 15.0)
+    assert "behavior" not in pool and top == {}
