@@ -18,11 +18,13 @@ Sources (read for this module; vLLM is Apache-2.0, nothing copied but names and 
   ``max_num_seqs`` capped at ``max_num_batched_tokens``); ``vllm/config/scheduler.py`` at commit
   01230b40128e570a58e54e75f7e55c4d5cd9246d (``long_prefill_token_threshold`` 0, ``policy`` fcfs);
   ``vllm/config/cache.py`` (``DEFAULT_BLOCK_SIZE`` 16; the ``CacheDType`` names). The
-  ``gpu_memory_utilization`` default is 0.90 in 0.11; vLLM main at commit
-  002f10e0cfa1373a19a0d2756598a34b700d20e5 raised it to 0.92 (family ``main``).
+  ``gpu_memory_utilization`` default of 0.90 is that of the 0.7 file (0.11's ``CacheConfig`` was
+  not read at its commit); vLLM main at commit 002f10e0cfa1373a19a0d2756598a34b700d20e5 has 0.92
+  (family ``main``).
 - family ``0.8`` (vLLM 0.8–0.10, V1 by default): ``_set_default_args_v1`` of that era forces
-  chunked prefill on and uses 8192 tokens for the OpenAI server on an H100/H200 (device-name check),
-  2048 elsewhere, ``max_num_seqs`` 256 (the code is quoted in vllm-project/vllm issue #13056).
+  chunked prefill on and uses 8192 tokens for the OpenAI server on an H100/H200 (a device-name
+  check, quoted in vllm-project/vllm issue #13056), 2048 elsewhere, and ``max_num_seqs`` 256 (read
+  in a downstream fork's copy of that function; the upstream 0.8 file was not in the store).
 - family ``v0`` (vLLM ≤ 0.7, the V0 engine): ``vllm/engine/arg_utils.py`` at commit
   001999d2f360c2c5da23a916510c273b1a73d06c (``max_num_seqs`` 256 on V0, prefix caching off on
   V0, ``gpu_memory_utilization`` 0.90, ``swap_space`` 4 GiB, ``--kv-cache-dtype`` auto / fp8 /
