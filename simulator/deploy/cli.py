@@ -8,6 +8,7 @@ the cheapest configuration that meets the SLO, and apply its manifests.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -275,7 +276,11 @@ def export_manifests(sc: Any, *, version: str | None = None, autoscaler: str = "
         ann = {"servesim.io/source": source or sc.name, "servesim.io/version": __version__,
                "servesim.io/memory-reserve-gib": f"{eng.memory_reserve_gib:g}"}
         gpu = load_gpu(sub.fleet.gpu)
-        dep = k8s.deployment(dname, args, env, image=image or f"vllm/vllm-openai:{fam.image_tag}",
+        tag = fam.image_tag
+        m = re.fullmatch(r"v?(\d+\.\d+)(\.\d+)?", version or "")
+        if m:  # the version asked for, not its family's representative
+            tag = f"v{m.group(1)}{m.group(2) or '.0'}"
+        dep = k8s.deployment(dname, args, env, image=image or f"vllm/vllm-openai:{tag}",
                              gpu=gpu.name, vendor=gpu.vendor, tp=sub.fleet.tp,
                              replicas=sub.fleet.replicas, annotations=ann)
         if sc.provisioning is not None and sc.provisioning.drain_timeout_s is not None:

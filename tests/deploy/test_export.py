@@ -143,6 +143,17 @@ def test_deployment_content() -> None:
     assert header[1].startswith("vLLM 0.11: vllm serve meta-llama/Llama-3.1-70B-Instruct")
 
 
+def test_image_follows_the_version_asked_for() -> None:
+    files = export_manifests(load_scenario("default"), version="0.24")
+    ((dep,), header) = files["default-deployment.yaml"]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.24.0"
+    assert header[1].startswith("vLLM 0.11:")  # the newest definitions read
+    files = export_manifests(load_scenario("default").model_copy(update={
+        "engine": load_scenario("default").engine.model_copy(update={"scheduler": "v0"})}))
+    ((dep,), _) = files["default-deployment.yaml"]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.7.3"
+
+
 def test_multi_pool_scenarios_get_one_deployment_per_pool() -> None:
     sc = load_scenario("disagg-vs-agg")
     files = export_manifests(sc)
