@@ -70,6 +70,40 @@ Python versions that compiled them."""
 
 PURE_ENV = "SERVESIM_PURE"
 
+BUILD_MYPY_CONFIG = """\
+# Written by hatch_build.py: how the install's mypyc reads the engine (simulator/_native.py).
+# The same whatever is installed where pip builds (its isolated build environment has only the
+# build hook's dependencies; another environment may have any stubs): mypy sees the standard
+# library and this project only, third-party packages are Any, and only the compiled modules'
+# own type errors stop the build. `mypy simulator` (pyproject.toml) is the strict check.
+[mypy]
+no_site_packages = True
+ignore_missing_imports = True
+follow_imports = silent
+warn_unused_ignores = False
+check_untyped_defs = True
+"""
+"""The mypy configuration the install compiles with (hatch_build.py writes it to
+``build/mypyc/mypy.ini``)."""
+
+
+def toolchain_problem() -> str | None:
+    """Why this Python cannot build C extensions (no compiler, no headers), or None if it can."""
+    import shlex
+    import shutil
+    import sysconfig
+
+    if os.name == "nt":  # MSVC is found by setuptools itself
+        return None
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    exe = (shlex.split(cc) or ["cc"])[0]
+    if shutil.which(exe) is None:
+        return f"no C compiler: `{exe}` (the compiler this Python builds extensions with) is not found"
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not header.exists():
+        return f"no Python C headers: {header} is missing (the python3-dev package)"
+    return None
+
 
 def source_path(package_root: Path, module: str) -> Path:
     """``simulator.engine.request`` → ``<package_root>/engine/request.py``."""
@@ -98,12 +132,22 @@ def check(package_root: Path, modules: Sequence[str] = MODULES,
     if env.get(PURE_ENV, "") not in ("", "0"):
         return False, f"pure Python ({PURE_ENV}={env[PURE_ENV]})"
     have = [m for m in modules if extension_path(package_root, m) is not None]
+    record = package_root / RECORD
     if not have:
-        return False, "pure Python (not compiled: reinstall with `pip install .` and a C compiler)"
+        try:
+            built = json.loads(record.read_text())
+        except (OSError, ValueError):
+            built = {}
+        if isinstance(built, dict) and built.get("failed"):
+            return False, (f"pure Python (not compiled: the install failed to compile it: "
+                           f"{built['failed']})")
+        if isinstance(built, dict) and built.get("skipped"):
+            return False, f"pure Python (not compiled: {built['skipped']} at install)"
+        return False, ("pure Python (not compiled: install with `pip install .`, which compiles it "
+                       "with a C compiler)")
     if len(have) < len(modules):
         missing = sorted(set(modules) - set(have))
         return False, f"pure Python (compiled build incomplete: {missing[0]} missing; reinstall)"
-    record = package_root / RECORD
     try:
         built = json.loads(record.read_text())["sources"]
     except (OSError, ValueError, KeyError, TypeError):

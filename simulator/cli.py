@@ -222,6 +222,36 @@ def scenarios() -> None:
     con.print(t)
 
 
+@app.command()
+def version(
+    require_compiled: Annotated[bool, typer.Option(
+        "--require-compiled", help="Exit with 1 unless the compiled engine is installed and used "
+        "(CI checks the install with it).")] = False,
+) -> None:
+    """Print servesim's version and which engine runs: compiled (mypyc) or pure Python, and why."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    import simulator
+    from simulator import _native
+
+    for m in _native.MODULES:  # import them: the compiled ones must load, not just be there
+        importlib.import_module(m)
+    st = _native.status()
+    try:
+        v = dist_version("servesim")
+    except PackageNotFoundError:
+        v = "(not installed)"
+    typer.echo(f"servesim {v} from {Path(simulator.__file__).parent}")
+    typer.echo(f"python   {sys.version.split()[0]} ({sys.executable})")
+    typer.echo(f"engine   {st['reason']}; {st['loaded_compiled']} of {len(_native.MODULES)} "
+               "engine modules compiled")
+    if require_compiled and not (st["compiled"] and st["loaded_compiled"] == len(_native.MODULES)):
+        typer.echo("error: the engine is not compiled (--require-compiled)", err=True)
+        raise typer.Exit(1)
+
+
 # ---- commands implemented in other modules, registered here ------------------------------------
 # (each module keeps its heavy imports inside the command function so `servesim --help` stays fast)
 from simulator.calibrate.fit import calibrate_command  # noqa: E402

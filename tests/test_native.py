@@ -50,21 +50,53 @@ def test_a_changed_source_sets_the_whole_build_aside(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("what", ["no extensions", "one missing", "no record", "bad record",
-                                  "pure asked"])
+                                  "pure asked", "install failed", "install skipped"])
 def test_otherwise_the_sources_run_and_the_reason_says_why(tmp_path: Path, what: str) -> None:
     env: dict[str, str] = {}
-    pkg = _tree(tmp_path, extensions=what != "no extensions", record=what != "no record")
+    no_ext = what in ("no extensions", "install failed", "install skipped")
+    pkg = _tree(tmp_path, extensions=not no_ext, record=what != "no record")
     if what == "one missing":
         _native.extension_path(pkg, MODS[0]).unlink()  # type: ignore[union-attr]
     if what == "bad record":
         (pkg / _native.RECORD).write_text("{not json")
     if what == "pure asked":
         env[_native.PURE_ENV] = "1"
+    if what == "install failed":  # what hatch_build.py records when compiling fails
+        (pkg / _native.RECORD).write_text(json.dumps({"failed": "no C compiler: `gcc` is not found"}))
+    if what == "install skipped":
+        (pkg / _native.RECORD).write_text(json.dumps({"skipped": "SERVESIM_COMPILE=0"}))
     ok, why = _native.check(pkg, MODS, env)
-    expect = {"no extensions": "not compiled", "one missing": "alpha missing",
+    expect = {"no extensions": "not compiled: install with `pip install .`",
+              "one missing": "alpha missing",
               "no record": "no valid build record", "bad record": "no valid build record",
-              "pure asked": "SERVESIM_PURE=1"}[what]
+              "pure asked": "SERVESIM_PURE=1",
+              "install failed": "not compiled: the install failed to compile it: no C compiler",
+              "install skipped": "not compiled: SERVESIM_COMPILE=0 at install"}[what]
     assert not ok and why.startswith("pure Python (") and expect in why
+
+
+def test_a_missing_compiler_is_named() -> None:
+    env = {**os.environ, "CC": "servesim-no-such-cc -O2"}
+    code = "from simulator import _native; print(_native.toolchain_problem())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env=env, timeout=120).stdout
+    assert out.strip() == ("no C compiler: `servesim-no-such-cc` (the compiler this Python builds "
+                           "extensions with) is not found")
+
+
+def test_the_engine_type_checks_as_the_install_compiles_it(tmp_path: Path) -> None:
+    """The install's mypyc reads the engine with BUILD_MYPY_CONFIG whatever the build environment
+    holds (pip's isolated one has no pydantic, pandas or stubs): if this fails, a fresh
+    ``pip install .`` installs the pure-Python engine. Run here with no third-party package visible
+    (no_site_packages), exactly as the build does."""
+    pytest.importorskip("mypy")
+    cfg = tmp_path / "mypy.ini"
+    cfg.write_text(_native.BUILD_MYPY_CONFIG)
+    paths = [_native.source_path(Path("simulator"), m).as_posix() for m in _native.MODULES]
+    r = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(cfg), "--cache-dir",
+                        str(tmp_path / "cache"), *paths], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_servesim_pure_imports_every_engine_module_from_source() -> None:
@@ -120,6 +152,8 @@ def run_cases() -> dict[str, Any]:
 def test_compiled_and_pure_python_give_bit_identical_results(tmp_path: Path) -> None:
     status = _native.status()
     if not status["compiled"]:
+        if os.environ.get("SERVESIM_REQUIRE_COMPILED", "") not in ("", "0"):  # CI with a compiler
+            pytest.fail(f"the engine is not compiled here: {status['reason']}")
         pytest.skip(f"the engine is not compiled here: {status['reason']}")
     dump = tmp_path / "pure.pkl"
     subprocess.run([sys.executable, "-c", _DUMP.format(root=str(ROOT), out=str(dump))], cwd=ROOT,
