@@ -133,6 +133,24 @@ def save_run(res: Any, out: str | Path) -> Path:
     return d
 
 
+def _pool_pricing(scenario: dict[str, Any]) -> list[Any]:
+    """The scenario's pools with their ``pricing`` (for :func:`simulator.cost.cost_timeseries`);
+    none that cannot be read (a scenario written by another version)."""
+    from types import SimpleNamespace
+
+    from simulator.cluster.spec import PoolPricing
+
+    out = []
+    for p in ((scenario.get("fleet") or {}).get("pools") or []):
+        if isinstance(p, dict) and p.get("name") and p.get("pricing"):
+            try:
+                out.append(SimpleNamespace(name=p["name"],
+                                           pricing=PoolPricing.model_validate(p["pricing"])))
+            except Exception:  # another version's pricing: priced by cost: instead
+                continue
+    return out
+
+
 def run_context(d: Path) -> dict[str, Any]:
     """Everything the page shows about one run folder."""
     from simulator.cost import cost_timeseries
@@ -159,15 +177,18 @@ def run_context(d: Path) -> dict[str, Any]:
         rp = d / "replicas.parquet"
         reps = pd.read_parquet(rp) if rp.is_file() else _static_replicas(summary, scenario)
         try:
-            ts = cost_timeseries(reps, cfg, float(summary["sim"]["sim_time_s"]))
+            ts = cost_timeseries(reps, cfg, float(summary["sim"]["sim_time_s"]),
+                                 pools=_pool_pricing(scenario))
             ctx["plots"]["cost_time"] = _img(plots.cost_over_time(ts))
         except ConfigError:
             pass
         busy = float(cost["utilisation"]["replica_busy_frac"])
         items = []
         for pool, b in cost.get("by_pool", {}).items():
-            items.append({"item": f"{pool} ({b['gpu']}) busy", "usd": b["usd"] * busy})
-            items.append({"item": f"{pool} ({b['gpu']}) idle", "usd": b["usd"] * (1 - busy)})
+            # Per pool: its own share of time in engine steps where the summary has it.
+            frac = float(b.get("step_time_frac", busy))
+            items.append({"item": f"{pool} ({b['gpu']}) busy", "usd": b["usd"] * frac})
+            items.append({"item": f"{pool} ({b['gpu']}) idle", "usd": b["usd"] * (1 - frac)})
         ctx["cost_items"] = items
         if items:
             ctx["plots"]["cost_breakdown"] = _img(plots.cost_breakdown(pd.DataFrame(items)))
