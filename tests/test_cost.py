@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from simulator import simulate
+from simulator.cluster.spec import PoolPricing
 from simulator.config import scenario_from_dict
 from simulator.cost import billed_seconds, cost_summary, cost_timeseries, gpu_price, static_replicas
 from simulator.errors import ConfigError
@@ -262,3 +263,16 @@ def test_utilisation_tells_a_trickle_from_a_full_replica():
     assert ul["capacity_frac"] < 0.05
     assert 0.75 < uf["capacity_frac"] < 1.1
     assert full["by_pool"]["default"]["capacity_tokens_per_s"] > 0
+
+
+def test_cost_timeseries_prices_pools_and_commitments_as_the_bill_does():
+    reps = pd.DataFrame({"replica": [0, 1, 2], "pool": ["res", "res", "spot"],
+                         "gpu": "H100-SXM", "tp": 1, "start_s": [0.0, 1800.0, 0.0],
+                         "end_s": [3600.0, 3600.0, 3600.0]})
+    pools = [SimpleNamespace(name="res", pricing=PoolPricing(kind="reserved", committed_gpus=1)),
+             SimpleNamespace(name="spot", pricing=PoolPricing(kind="spot"))]
+    ts = cost_timeseries(reps, CostConfig(), 3600.0, step_s=600.0, pools=pools).set_index("time_s")
+    # Reserved: 1 GPU at 1.60 all along, the second (from 30 min) at on-demand 3.99; spot 2.46.
+    assert ts.loc[600.0, "usd_per_hour"] == pytest.approx(1.60 + 2.46)
+    assert ts.loc[2400.0, "usd_per_hour"] == pytest.approx(1.60 + 3.99 + 2.46)
+    assert ts.loc[3600.0, "cumulative_usd"] == pytest.approx(1.60 + 0.5 * 3.99 + 2.46)
