@@ -51,6 +51,7 @@ MODULES: tuple[str, ...] = (
     "simulator.engine.step_time",
     "simulator.cluster.request",
     "simulator.cluster.replica",
+    "simulator.cluster.fast_path",
     "simulator.cluster.router",
     "simulator.cluster.gateway",
     "simulator.cluster.client",
