@@ -12,7 +12,8 @@ there and current.
 When they are not used, the simulator runs the sources — the same results, slower:
 - ``SERVESIM_PURE=1`` in the environment (to compare, or to debug with a Python debugger);
 - nothing was compiled (``SERVESIM_COMPILE=0`` at install, no C compiler, or a source checkout that
-  was never installed);
+  was never installed); when the install tried and failed, ``_native.json`` records its one-line
+  reason and the reason below quotes it (``servesim version`` prints it);
 - a source changed since it was compiled (the build records each source's SHA-256 in
   ``_native.json``): every compiled module is then set aside, all or none, since compiled modules
   call one another directly and cannot be mixed with a newer source. Reinstall to compile again.
@@ -56,6 +57,7 @@ MODULES: tuple[str, ...] = (
     "simulator.cluster.gateway",
     "simulator.cluster.client",
     "simulator.cluster.fleet",
+    "simulator.cluster.ledger",
     "simulator.metrics.recorder",
     "simulator.workload.arrivals",
     "simulator.workload.generator",
@@ -140,8 +142,8 @@ def check(package_root: Path, modules: Sequence[str] = MODULES,
         except (OSError, ValueError):
             built = {}
         if isinstance(built, dict) and built.get("failed"):
-            return False, (f"pure Python (not compiled: the install failed to compile it: "
-                           f"{built['failed']})")
+            return False, (f"pure Python (not compiled at install: {built['failed']}; fix that, "
+                           f"then `pip install .` again)")
         if isinstance(built, dict) and built.get("skipped"):
             return False, f"pure Python (not compiled: {built['skipped']} at install)"
         return False, ("pure Python (not compiled: install with `pip install .`, which compiles it "

@@ -70,7 +70,7 @@ def test_otherwise_the_sources_run_and_the_reason_says_why(tmp_path: Path, what:
               "one missing": "alpha missing",
               "no record": "no valid build record", "bad record": "no valid build record",
               "pure asked": "SERVESIM_PURE=1",
-              "install failed": "not compiled: the install failed to compile it: no C compiler",
+              "install failed": "not compiled at install: no C compiler",
               "install skipped": "not compiled: SERVESIM_COMPILE=0 at install"}[what]
     assert not ok and why.startswith("pure Python (") and expect in why
 
