@@ -285,8 +285,9 @@ def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list
 
 def simulate(sc: Scenario, progress: Any = None) -> Results:
     """Run one scenario and return its results. ``progress``: an object told when the run starts
-    (``started(env, recorder, expected_requests, until_s)``) and ends (``finished()``), e.g.
-    :class:`simulator.report.progress.RunWatcher`; it only reads the run."""
+    (``started(env, log, expected_requests, until_s)``; ``log.num_ended``: requests ended so far)
+    and ends (``finished()``), e.g. :class:`simulator.report.progress.RunWatcher`; it only reads
+    the run."""
     wall0 = time.perf_counter()
     pools = resolve_pools(sc)
     dep = pools[0].deployment
@@ -327,7 +328,7 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
     # Unfrozen after, so nothing frozen outlives the run (a notebook runs many).
     gc.freeze()
     if progress is not None:
-        progress.started(env, rec, traffic.expected_requests, limit)
+        progress.started(env, fleet.log, traffic.expected_requests, limit)
     try:
         env.run(until=simpy.AnyOf(env, [stop, env.timeout(limit)]))
     finally:
@@ -339,8 +340,8 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
     # Finalise and collect.
     for rep in fleet.replicas:
         rep.sync()  # a decode run in progress (fast path): apply its deferred per-request state
-    rec.check_conservation()
-    requests, steps, samples, itl, attempts = rec.collect()  # the recorder's rows are freed
+    fleet.log.check_conservation()
+    requests, steps, samples, itl, attempts = fleet.log.collect()  # the recorder's rows are freed
     preempt = sum(r.num_preemptions for r in fleet.replicas)
     queries = sum(r.prefix_queries for r in fleet.replicas)
     hits = sum(r.prefix_hits for r in fleet.replicas)
@@ -358,7 +359,7 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
            "run_ahead_steps": sum(r.ahead_steps for r in fleet.replicas),
            "run_ahead_finishes": sum(r.ahead_finishes for r in fleet.replicas),
            "replica_busy_frac": busy_frac, "native": _native.status()["reason"]}
-    counts = rec.counts()
+    counts = fleet.log.counts()
     summary = summarize(requests, steps, samples, itl, counts=counts,
                         warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,
                         prefix_queries=queries, prefix_hits=hits, sim=sim)

@@ -41,6 +41,7 @@ import simpy
 
 from simulator.cluster.disagg import Link
 from simulator.cluster.gateway import FairQueue, Gateway, validate
+from simulator.cluster.ledger import RequestLog
 from simulator.cluster.replica import Replica
 from simulator.cluster.request import Attempt, ClientRequest, Stage
 from simulator.cluster.router import (
@@ -113,6 +114,8 @@ class Fleet:
                  gateway: GatewayConfig, rng: np.random.Generator) -> None:
         self.env = env
         self.recorder = recorder
+        self.log = RequestLog(recorder)
+        """Client requests and attempts in flight, their endings and conservation."""
         self.cfg = cfg
         self.rcfg = cfg.router
         self.rng = rng
@@ -352,7 +355,7 @@ class Fleet:
         creq = ClientRequest(self._next_cid, spec, env._now, region,
                              env.event() if wait else None, auto)
         self._next_cid += 1
-        self.recorder.arrived(creq)
+        self.log.arrived(creq)
         return creq
 
     def send(self, creq: ClientRequest) -> Attempt:
@@ -364,7 +367,7 @@ class Fleet:
         self._next_eid += 1
         att = Attempt(creq, len(creq.attempts), req, env._now, spec.tenant, spec.output_len)
         creq.attempts.append(att)
-        self.recorder.attempt(att)
+        self.log.attempt(att)
         if not creq.auto:
             att.done = env.event()
         att.back_s = self._rtt[creq.region] / 2
@@ -377,8 +380,8 @@ class Fleet:
 
     def finish(self, creq: ClientRequest, outcome: str, reason: str) -> None:
         """The client stops trying: record the request's end (that of its last attempt)."""
-        self.recorder.end(creq, outcome, reason, self.env._now)
-        if self._target is not None and self.recorder.num_ended >= self._target \
+        self.log.end(creq, outcome, reason, self.env._now)
+        if self._target is not None and self.log.num_ended >= self._target \
                 and self._stop is not None and not self._stop.triggered:
             self._stop.succeed()
         if creq.done is not None:
@@ -406,7 +409,7 @@ class Fleet:
             self.gateway.settle(att, self.env._now)
         att.stage = Stage.ENDED
         req.status = RequestStatus.FINISHED
-        self.recorder.attempt_end(att, names.TIMED_OUT, reason, self.env._now)
+        self.log.attempt_end(att, names.TIMED_OUT, reason, self.env._now)
 
     # ---- gateway and router --------------------------------------------------------------------
     def _at_gateway(self, att: Attempt) -> None:
@@ -711,7 +714,7 @@ class Fleet:
         if att.stage == Stage.ENDED:
             return  # the client gave up meanwhile
         att.stage = Stage.ENDED
-        self.recorder.attempt_end(att, outcome, reason, self.env._now)
+        self.log.attempt_end(att, outcome, reason, self.env._now)
         creq = att.creq
         if creq.auto:
             self.finish(creq, outcome, reason)

@@ -5,30 +5,24 @@ finish, tokens, cache hits, preemptions, replica, tenant, attempts), per-attempt
 logs, gauges scraped from each replica at an interval (vLLM's Prometheus gauges) and the lifetime of
 every replica. Each record is one flat row (a tuple), converted to pandas DataFrames only at the end.
 
-How rows are kept (memory of long runs): a client request is held as Python objects (its
-:class:`~simulator.cluster.request.ClientRequest`, attempts and engine requests) only while it is in
-flight; when it ends, its row and its attempts' rows are taken (:meth:`Recorder.end`) and the
-objects are dropped. Rows — request, attempt, step and gauge rows alike — go into a :class:`_Table`:
-a few thousand tuples at a time are moved into one typed array per numeric column (8 bytes a float
-or id, 4 bytes a count) and one small integer per row that indexes a table of the distinct
-combinations of its repeated values (outcome, reason, tenant, pool, model, region, replica, …).
-A long run so keeps about 140 bytes per ended request (84 for its row, 56 for its attempt's) where
-tuples took about 670. The frames are built from these columns exactly as ``DataFrame.from_records``
-would build them from the tuples: same values, dtypes, column order and row order. At the end of a
-run :meth:`Recorder.collect` builds them one table at a time, freeing each table's columns as soon
-as its frame is built.
+The recorder takes plain values (row tuples, numbers) and knows the columns, not the classes of
+the cluster: a client request is held as objects only while it is in flight, by the fleet's
+:class:`simulator.cluster.ledger.RequestLog`, which hands its row and its attempts' rows here when it
+ends (:meth:`Recorder.request_row`, :meth:`Recorder.attempt_row`) and the rows of those still in
+flight when the frames are built.
 
-Counting (conservation). A *client request* is what a client asked for once; each try of it is an
-*attempt* (the first send and every retry). Both end exactly once — ending one twice is a bug and
-raises — or are still in flight when the run stops:
+How rows are kept (memory of long runs): rows — request, attempt, step and gauge rows alike — go
+into a :class:`_Table`: a few thousand tuples at a time are moved into one typed array per numeric
+column (8 bytes a float or id, 4 bytes a count) and one small integer per row that indexes a table
+of the distinct combinations of its repeated values (outcome, reason, tenant, pool, model, region,
+replica, …). A long run so keeps about 140 bytes per ended request (84 for its row, 56 for its
+attempt's) where tuples took about 670. The frames are built from these columns exactly as
+``DataFrame.from_records`` would build them from the tuples: same values, dtypes, column order and
+row order. At the end of a run :meth:`Recorder.collect` builds them one table at a time, freeing
+each table's columns as soon as its frame is built.
 
-- an attempt ends ``completed``, ``rejected`` (an HTTP status before it was served: 400 invalid,
-  401 unknown key, 429 rate limit / quota / shed / saturated, 503 no healthy replica),
-  ``timed_out`` (its client gave up) or ``failed`` (502: its replica died under it);
-- a client request ends with the outcome and reason of its *last* attempt, once its client stops
-  trying (served, retries exhausted or not allowed, budget spent, or an unretryable status);
-- ``arrived = completed + rejected + timed_out + failed + in_flight`` over client requests, checked
-  by :meth:`Recorder.check_conservation` after every run.
+Counting (conservation): every client request and attempt ends exactly once or is in flight;
+:mod:`simulator.cluster.ledger` says how and checks it after every run.
 
 Frames (the contract with the planner outputs, :mod:`simulator.metrics.summary`, :mod:`simulator.cost`):
 
@@ -65,7 +59,6 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionDtype
 
-from simulator.cluster.request import Attempt, ClientRequest
 from simulator.engine.request import Request
 from simulator.metrics import names
 
@@ -103,9 +96,6 @@ assert len(_STEP_KEEP) == len(STEP_COLUMNS) and len(_SAMPLE_KEEP) == len(SAMPLE_
 
 FLUSH_ROWS = 4096
 """Rows a :class:`_Table` holds as tuples before moving them into its columns."""
-TAKE_AT_END = True
-"""Take an ended client request's rows when it ends (False: keep its objects until the frames are
-built, which gives the same frames; the tests compare both)."""
 
 
 _INT_ONLY = {int}
@@ -252,10 +242,6 @@ class Recorder:
     record_steps: bool = True
     record_itl: bool = True
     """Keep every inter-token gap (the ``itl`` frame); off: only per-request ITL mean and max."""
-    requests: dict[int, ClientRequest] = field(default_factory=dict)
-    """Client requests whose rows are not taken yet (in flight), by ``id()``, in arrival order."""
-    attempts: dict[int, Attempt] = field(default_factory=dict)
-    """Their attempts, by ``id()``, in start order."""
     itl_values: array = field(default_factory=lambda: array("d"))
     itl_owner: array = field(default_factory=lambda: array("q"))
     num_steps: int = 0
@@ -263,85 +249,32 @@ class Recorder:
     """Pool name → served model (for the ``model`` column)."""
     lifetimes: list[list[Any]] = field(default_factory=list)
     _open_life: dict[int, list[Any]] = field(default_factory=dict)
-    _ended: int = 0
-    _ids_match: bool = True
-    """Every attempt is a first attempt whose engine id equals its client id (ITL needs no map)."""
     _rows: _Table = field(default_factory=lambda: _Table(_REQUEST_KEEP))
     """Rows of the ``requests`` frame of client requests that have ended, in order of their ends."""
     _att_rows: _Table = field(default_factory=lambda: _Table(_ATTEMPT_KEEP))
     """Rows of the attempts frame of those requests' attempts (+ each one's number)."""
     _steps: _Table = field(default_factory=lambda: _Table(_STEP_KEEP))
     _samples: _Table = field(default_factory=lambda: _Table(_SAMPLE_KEEP))
-    _n_att: int = 0
-    _outcomes: dict[str, int] = field(default_factory=dict)
-    """Outcome → client requests whose rows are taken, with it."""
-    _final: dict[int, int] = field(default_factory=dict)
-    """Engine id of a taken request's last attempt → client id (only when ids differ)."""
-    _identity_rows: int = 0
-    """Rows taken before the ids first differed (engine id = client id)."""
+
+    # ---- rows of client requests and attempts (plain values: simulator.cluster.ledger) -------
+    def request_row(self, row: tuple) -> None:
+        """The row of a client request that ended (:data:`REQUEST_COLUMNS`)."""
+        self._rows.add(row)
+
+    def attempt_row(self, row: tuple) -> None:
+        """The row of one of its attempts (:data:`ATTEMPT_COLUMNS`, then the attempt's number in
+        start order)."""
+        self._att_rows.add(row)
+
+    def requests_taken(self) -> int:
+        """Client request rows recorded so far (they stay counted after :meth:`close`)."""
+        return len(self._rows)
+
+    def request_ids(self) -> np.ndarray:
+        """Their ``request_id`` column, in the order they were recorded."""
+        return self._rows.column(0)
 
     # ---- events -------------------------------------------------------------------------------
-    def arrived(self, creq: ClientRequest) -> None:
-        self.requests[id(creq)] = creq
-
-    def attempt(self, att: Attempt) -> None:
-        """An attempt started (the first send or a retry)."""
-        self.attempts[id(att)] = att
-        att.seq = self._n_att
-        self._n_att += 1
-        if self._ids_match and (att.index or att.req.request_id != att.creq.request_id):
-            self._ids_match = False
-            self._identity_rows = len(self._rows)  # taken so far: engine id = client id
-
-    def attempt_end(self, att: Attempt, outcome: str, reason: str, now: float) -> None:
-        """Record the attempt's one and only ending."""
-        if att.outcome:
-            raise RuntimeError(f"attempt {att.index} of request {att.creq.request_id} ended twice "
-                               f"({att.outcome} then {outcome})")
-        att.outcome, att.reason, att.end = outcome, reason, now
-
-    def end(self, creq: ClientRequest, outcome: str, reason: str, now: float) -> None:
-        """Record the client request's one and only ending; take its rows now (its objects are
-        dropped) when its attempts agree (otherwise :meth:`check_conservation` says so)."""
-        if creq.outcome:
-            raise RuntimeError(f"request {creq.request_id} ended twice "
-                               f"({creq.outcome} then {outcome})")
-        creq.outcome, creq.reason, creq.end = outcome, reason, now
-        self._ended += 1
-        atts = creq.attempts
-        if TAKE_AT_END and atts and atts[-1].outcome == outcome and atts[-1].reason == reason \
-                and (len(atts) == 1 or all(a.outcome for a in atts)):
-            self._take(creq)
-
-    def _take(self, cr: ClientRequest) -> None:
-        """Move an ended client request (and its attempts) from objects to rows."""
-        atts = cr.attempts
-        rows = self._rows.rows
-        rows.append(self._request_row(cr))
-        if len(rows) >= FLUSH_ROWS:
-            self._rows.flush()
-        if not self._ids_match:
-            self._final[atts[-1].req.request_id] = cr.request_id
-        live = self.attempts
-        rows = self._att_rows.rows
-        for a in atts:
-            del live[id(a)]
-            rows.append(self._attempt_row(a))
-        if len(rows) >= FLUSH_ROWS:
-            self._att_rows.flush()
-        outcomes = self._outcomes
-        outcomes[cr.outcome] = outcomes.get(cr.outcome, 0) + 1
-        del self.requests[id(cr)]
-
-    def release(self) -> None:
-        """Take the rows of client requests that ended but could not be taken then (their
-        attempts ended later); called before the frames are built."""
-        for cr in list(self.requests.values()):
-            atts = cr.attempts
-            if cr.outcome and atts and all(a.outcome for a in atts) \
-                    and (cr.outcome, cr.reason) == (atts[-1].outcome, atts[-1].reason):
-                self._take(cr)
-
     def token(self, req: Request, now: float) -> None:
         """A streamed output token left the engine at ``now``."""
         if req.first_token_time < 0:
@@ -436,107 +369,32 @@ class Recorder:
             row[8], row[9] = now, reason
 
     # ---- end of run ---------------------------------------------------------------------------
-    @property
-    def num_ended(self) -> int:
-        return self._ended
+    def frames(self, live: Iterable[tuple] = (), final: dict[int, int] | None = None,
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(requests, steps, samples, itl) DataFrames; ``live``: rows of the client requests
+        still in flight, ``final``: engine id of each request's last attempt → client id (None:
+        they are the same), as :class:`simulator.cluster.ledger.RequestLog` gives them."""
+        return (self._request_frame(live), self._steps.frame(STEP_COLUMNS),
+                self._samples.frame(SAMPLE_COLUMNS), self._itl_frame(final))
 
-    def counts(self) -> dict[str, int]:
-        c = dict.fromkeys(names.OUTCOMES, 0)
-        for o, n in self._outcomes.items():
-            c[o] += n
-        for r in self.requests.values():
-            if r.outcome:
-                c[r.outcome] += 1
-        arrived = len(self.requests) + len(self._rows)
-        c[names.IN_FLIGHT] = arrived - self._ended
-        c["arrived"] = arrived
-        return c
-
-    def check_conservation(self) -> None:
-        """Every client request and every attempt ended exactly once or is in flight."""
-        c = self.counts()
-        ended = sum(c[o] for o in names.OUTCOMES if o != names.IN_FLIGHT)
-        if c["arrived"] != ended + c[names.IN_FLIGHT] or c[names.IN_FLIGHT] < 0:
-            raise RuntimeError(f"conservation violated: {c}")
-        live = self.requests.values()
-        ids = np.concatenate([self._rows.column(0),
-                              np.array([r.request_id for r in live], dtype=np.int64)])
-        if len(np.unique(ids)) != len(ids):
-            raise RuntimeError("conservation violated: duplicate request ids")
-        n_att = 0
-        for r in live:
-            atts = r.attempts
-            n_att += len(atts)
-            open_atts = sum(1 for a in atts if not a.outcome)
-            if r.outcome:
-                if open_atts or not atts or (r.outcome, r.reason) != (atts[-1].outcome,
-                                                                      atts[-1].reason):
-                    raise RuntimeError(f"conservation violated: request {r.request_id} ended "
-                                       f"{r.outcome} but its attempts say "
-                                       f"{[(a.outcome, a.reason) for a in atts]}")
-            elif open_atts > 1:
-                raise RuntimeError(f"conservation violated: request {r.request_id} has "
-                                   f"{open_atts} attempts in flight at once")
-        if n_att != len(self.attempts):
-            raise RuntimeError("conservation violated: attempts not attached to their request")
-
-    def _request_row(self, cr: ClientRequest) -> tuple:
-        att = cr.attempts[-1] if cr.attempts else None
-        outcome = cr.outcome or names.IN_FLIGHT
-        spec = cr.spec
-        if att is None:
-            return (cr.request_id, -1, outcome, cr.reason, cr.arrival, np.nan, np.nan,
-                    np.nan, spec.prompt_len, 0, 0, 0, spec.priority, np.nan, np.nan,
-                    spec.tenant, 0, "", "", cr.region, False, _nan(cr.end))
-        r = att.req
-        back = att.back_s
-        n_itl = r.num_output_tokens - 1
-        first = r.first_token_time + back if r.first_token_time >= 0 else np.nan
-        finish = r.finish_time + back if r.finish_time >= 0 else np.nan
-        # NOTE: the mean gap is (last token − first token) / gaps — the sum of the gaps, telescoped:
-        # no running sum per token (a sum in token order would differ in the last bits).
-        return (
-            cr.request_id, att.replica_id, outcome, cr.reason, cr.arrival,
-            _nan(r.scheduled_time), first, finish, r.prompt_len, r.num_output_tokens,
-            max(r.num_cached_tokens, 0), r.num_preemptions, r.priority,
-            (r.last_token_time - r.first_token_time) / n_itl if n_itl > 0 else np.nan,
-            r.itl_max if n_itl > 0 else np.nan,
-            spec.tenant, len(cr.attempts), att.pool, self.pool_models.get(att.pool, ""),
-            cr.region, att.capped, _nan(cr.end),
-        )
-
-    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """(requests, steps, samples, itl) DataFrames."""
-        return (self._request_frame(), self._steps.frame(STEP_COLUMNS),
-                self._samples.frame(SAMPLE_COLUMNS), self._itl_frame())
-
-    def collect(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
-                               pd.DataFrame]:
+    def collect(self, live: Iterable[tuple] = (), live_attempts: Iterable[tuple] = (),
+                final: dict[int, int] | None = None,
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(requests, steps, samples, itl, attempts) at the end of a run, each table's rows freed
-        as soon as its frame is built (the lowest peak of memory); then :meth:`close`."""
-        self.release()
-        attempts = self.attempt_frame()
+        as soon as its frame is built (the lowest peak of memory); then :meth:`close`. The
+        arguments are :meth:`frames`' and the rows of the attempts still in flight."""
+        attempts = self.attempt_frame(live_attempts)
         self._att_rows.drop()
-        requests = self._request_frame()
+        requests = self._request_frame(live)
         self._rows.drop()
         steps = self._steps.frame(STEP_COLUMNS)
         self._steps.drop()
         samples = self._samples.frame(SAMPLE_COLUMNS)
-        itl = self._itl_frame()
+        itl = self._itl_frame(final)
         self.close()
         return requests, steps, samples, itl, attempts
 
-    def _request_frame(self) -> pd.DataFrame:
-        self.release()
-        final = self._final
-        live = []
-        for cr in self.requests.values():
-            if cr.attempts:
-                final[cr.attempts[-1].req.request_id] = cr.request_id
-            live.append(self._request_row(cr))
-        if not self._ids_match:
-            for i in self._rows.column(0)[:self._identity_rows].tolist():
-                final[i] = i
+    def _request_frame(self, live: Iterable[tuple]) -> pd.DataFrame:
         # NOTE: client ids follow arrival order; taken rows come in order of their ends.
         req = self._rows.frame(REQUEST_COLUMNS, live, order_by=0,
                                categories={"outcome": list(names.OUTCOMES)})
@@ -547,32 +405,25 @@ class Recorder:
         req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / dec.where(dec > 0)
         return req
 
-    def _itl_frame(self) -> pd.DataFrame:
-        """The ``itl`` frame (after :meth:`_request_frame`, which completes the id map)."""
+    def _itl_frame(self, final: dict[int, int] | None) -> pd.DataFrame:
+        """The ``itl`` frame; ``final`` maps engine ids to client ids (None: the same)."""
         owner = np.frombuffer(self.itl_owner, dtype=np.int64)
         values = np.frombuffer(self.itl_values, dtype=np.float64)
         # NOTE: gaps are recorded per step, or per run of steps by the replica's decode fast path;
         # a stable sort by request gives one order (each request's gaps in time order) either way.
         order = np.argsort(owner, kind="stable")
         owner, values = owner[order], values[order]
-        if not self._ids_match:
+        if final is not None:
             # NOTE: keep only the gaps of each request's final attempt, under the client's id.
-            mapped = pd.Series(owner).map(self._final)
+            mapped = pd.Series(owner).map(final)
             keep = mapped.notna().to_numpy()
             owner = mapped.to_numpy()[keep].astype(np.int64)
             values = values[keep]
         return pd.DataFrame({"request_id": owner, "itl_s": values})
 
-    @staticmethod
-    def _attempt_row(a: Attempt) -> tuple:
-        return (a.creq.request_id, a.index, a.req.request_id, a.tenant, a.pool, a.replica_id,
-                a.start, _nan(a.end), a.outcome or names.IN_FLIGHT, a.reason,
-                a.req.first_token_time + a.back_s if a.req.first_token_time >= 0 else np.nan,
-                a.req.num_output_tokens, a.capped, a.seq)
-
-    def attempt_frame(self) -> pd.DataFrame:
-        """One row per attempt, in the order the attempts were made."""
-        live = [self._attempt_row(a) for a in self.attempts.values()]
+    def attempt_frame(self, live: Iterable[tuple] = ()) -> pd.DataFrame:
+        """One row per attempt, in the order the attempts were made (``live``: rows of those
+        still in flight)."""
         return self._att_rows.frame(ATTEMPT_COLUMNS, live, order_by=len(ATTEMPT_COLUMNS),
                                     categories={"outcome": list(names.OUTCOMES)})
 
@@ -590,7 +441,3 @@ class Recorder:
             self.replica_down(rid, end_s, names.END_RUN)
         return pd.DataFrame.from_records([tuple(r) for r in self.lifetimes],
                                          columns=REPLICA_COLUMNS)
-
-
-def _nan(t: float) -> float:
-    return t if t >= 0 else np.nan

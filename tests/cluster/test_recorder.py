@@ -1,68 +1,18 @@
-"""Recorder: each client request and each attempt ends once; the frames keep the planner's columns;
-rows kept in typed columns give the frames ``from_records`` would; fleet runs with every random
-choice on are reproducible bit for bit."""
+"""Recorder: the frames keep the planner's columns; rows kept in typed columns give the frames
+``from_records`` would; fleet runs with every random choice on are reproducible bit for bit. (Each
+client request and attempt ending once: tests/cluster/test_ledger.py.)"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-import simpy
 
 from simulator import simulate
-from simulator.cluster.request import Attempt, ClientRequest
 from simulator.config import load_scenario
-from simulator.engine.request import Request
-from simulator.metrics import names
-from simulator.metrics.recorder import REPLICA_COLUMNS, Recorder, _Table
+from simulator.metrics.recorder import _Table
 from simulator.run import Results
-from simulator.workload.generator import RequestSpec
 from tests.cluster.helpers import scenario
-
-
-def _creq(rec: Recorder, i: int) -> ClientRequest:
-    env = simpy.Environment()
-    c = ClientRequest(i, RequestSpec(10, 2, tenant="t"), 0.0, "default", env.event(), False)
-    rec.arrived(c)
-    return c
-
-
-def _attempt(rec: Recorder, c: ClientRequest, eid: int) -> Attempt:
-    a = Attempt(c, len(c.attempts), Request(eid, 10, 2), 0.0, "t", 2)
-    c.attempts.append(a)
-    rec.attempt(a)
-    return a
-
-
-def test_ending_twice_raises_and_the_request_takes_its_last_attempts_outcome():
-    rec = Recorder()
-    c = _creq(rec, 0)
-    a0 = _attempt(rec, c, 0)
-    rec.attempt_end(a0, names.TIMED_OUT, names.R_TIMEOUT, 1.0)
-    with pytest.raises(RuntimeError, match="ended twice"):
-        rec.attempt_end(a0, names.COMPLETED, "", 2.0)
-    a1 = _attempt(rec, c, 1)
-    rec.check_conservation()  # in flight, one open attempt
-    rec.attempt_end(a1, names.FAILED, names.R_CRASHED, 2.0)
-    rec.end(c, names.COMPLETED, "", 2.0)  # inconsistent with its last attempt
-    with pytest.raises(RuntimeError, match="conservation violated"):
-        rec.check_conservation()
-    with pytest.raises(RuntimeError, match="ended twice"):
-        rec.end(c, names.FAILED, names.R_CRASHED, 2.0)
-
-
-def test_counts_add_up_with_the_failed_outcome():
-    rec = Recorder()
-    for i, outcome in enumerate([names.COMPLETED, names.FAILED, names.REJECTED]):
-        c = _creq(rec, i)
-        a = _attempt(rec, c, i)
-        rec.attempt_end(a, outcome, "", 1.0)
-        rec.end(c, outcome, "", 1.0)
-    _attempt(rec, _creq(rec, 3), 3)
-    c = rec.counts()
-    assert c["arrived"] == 4 and c[names.FAILED] == 1 and c[names.IN_FLIGHT] == 1
-    rec.check_conservation()
-    assert list(rec.replica_frame(5.0).columns) == REPLICA_COLUMNS
 
 
 def test_request_rows_carry_the_planner_columns_and_itl_of_the_final_attempt_only():
@@ -105,15 +55,16 @@ def test_taking_rows_as_requests_end_keeps_the_frames(monkeypatch: pytest.Monkey
     """Rows are taken as requests end and kept in typed columns a few rows at a time; with retries
     (engine ids differ from client ids) the frames are the same as when every object is kept to
     the end and its rows taken at once."""
+    import simulator.cluster.ledger as ledger
     import simulator.metrics.recorder as recorder
 
     def run() -> Results:
         return simulate(load_scenario("scenarios/retry-storm.yaml",
                                       ["workload.duration_s=75", "metrics.record_steps=true"]))
 
-    monkeypatch.setattr(recorder, "TAKE_AT_END", False)
+    monkeypatch.setattr(ledger, "TAKE_AT_END", False)
     whole = run()
-    monkeypatch.setattr(recorder, "TAKE_AT_END", True)
+    monkeypatch.setattr(ledger, "TAKE_AT_END", True)
     monkeypatch.setattr(recorder, "FLUSH_ROWS", 5)  # many chunks of columns
     taken = run()
     for name in ("requests", "itl", "steps", "timeseries"):
@@ -148,18 +99,3 @@ def test_a_table_builds_the_frame_from_records_would(monkeypatch: pytest.MonkeyP
         [r[:3] for r in rows[:3]], columns=cols[:3]), check_exact=True)
     empty = _Table("qd").frame(["a", "b"])
     pd.testing.assert_frame_equal(empty, pd.DataFrame.from_records([], columns=["a", "b"]))
-
-
-def test_close_frees_the_rows_and_keeps_the_counts():
-    rec = Recorder()
-    for i in range(3):
-        c = _creq(rec, i)
-        a = _attempt(rec, c, i)
-        rec.attempt_end(a, names.COMPLETED, "", 1.0)
-        rec.end(c, names.COMPLETED, "", 1.0)
-    assert not rec.requests and not rec.attempts  # rows taken, objects dropped
-    assert len(rec.frames()[0]) == 3 and len(rec.attempt_frame()) == 3
-    rec.close()
-    assert rec.counts()[names.COMPLETED] == 3 and rec.counts()["arrived"] == 3
-    with pytest.raises(RuntimeError, match="dropped"):
-        rec.frames()
