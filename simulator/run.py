@@ -12,6 +12,7 @@ package version and the wall time.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,13 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
             source = f"{found.gpu}__vllm-{found.vllm_family} ({found.provenance.date})"
     if sc.step_time.overrides:
         cal = cal.model_copy(update=sc.step_time.overrides)
-        cal = Calibration.model_validate(cal.model_dump())
+        try:
+            cal = Calibration.model_validate(cal.model_dump())
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = ".".join(str(x) for x in err["loc"])
+            raise ConfigError(f"step_time.overrides: with {source} they give {name} "
+                              f"{err.get('input')!r}: {err['msg']}") from None
         source += f" + overrides {sorted(sc.step_time.overrides)}"
     return cal, source
 
@@ -283,6 +290,60 @@ def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list
 # --------------------------------------------------------------------------------------------
 
 
+RECORD_BUDGET_GIB = float(os.environ.get("SERVESIM_RECORD_BUDGET_GIB", "4"))
+"""Memory the recorded rows of one run may take (gauge samples, step rows, inter-token gaps);
+a run that would pass it is refused, naming the knob (``SERVESIM_RECORD_BUDGET_GIB`` moves it)."""
+ROW_BYTES = {"samples": 48, "steps": 88, "itl": 16}
+"""Bytes one recorded row takes (its numeric columns, 8 bytes each; a gap: value + owner)."""
+MAX_CLIENTS = 1_000_000
+"""Closed-loop clients of one run without a request cap (each is a SimPy process)."""
+
+
+def _knob(kind: str) -> str:
+    return {"samples": "raise metrics.sample_interval_s",
+            "steps": "set metrics.record_steps: false",
+            "itl": "set metrics.record_itl: false"}[kind]
+
+
+def check_record_budget(sc: Scenario, replicas: int) -> None:
+    """Refuse, before running, a run whose gauge samples alone could pass the budget (over the
+    longest it may run: ``workload.duration_s`` or ``metrics.max_sim_time_s``)."""
+    horizon = min(sc.workload.duration_s or sc.metrics.max_sim_time_s, sc.metrics.max_sim_time_s)
+    rows = replicas * horizon / sc.metrics.sample_interval_s
+    gib = rows * ROW_BYTES["samples"] / 2**30
+    if gib > RECORD_BUDGET_GIB:
+        raise ConfigError(
+            f"metrics.sample_interval_s: {sc.metrics.sample_interval_s:g} s over {horizon:g} s "
+            f"and {replicas} replicas records {rows:,.0f} gauge rows ({gib:,.1f} GiB), past the "
+            f"{RECORD_BUDGET_GIB:g} GiB budget of recorded rows; raise sample_interval_s or "
+            f"lower metrics.max_sim_time_s / workload.duration_s")
+
+
+def _guarded(scraper: Any, rec: Recorder, every: int) -> Any:
+    """The fleet's scraper, checking every ``every`` scrapes that the rows recorded so far stay
+    inside the budget (a ConfigError ends the run otherwise). It adds no event of its own, so
+    the run is the same event for event."""
+    budget = RECORD_BUDGET_GIB * 2**30
+    for n, ev in enumerate(scraper, start=1):
+        yield ev
+        if n % every == 0:
+            # NOTE: read straight from the recorder's tables (their lengths, nothing copied)
+            held = {"samples": len(rec._samples), "steps": len(rec._steps),
+                    "itl": len(rec.itl_values)}
+            used = sum(ROW_BYTES[k] * v for k, v in held.items())
+            if used > budget:
+                worst = max(held, key=lambda k: ROW_BYTES[k] * held[k])
+                raise ConfigError(
+                    f"the run's recorded rows passed the {RECORD_BUDGET_GIB:g} GiB budget at "
+                    f"t = {rec_now(ev):,.0f} s ({held['samples']:,} gauge samples, "
+                    f"{held['steps']:,} steps, {held['itl']:,} inter-token gaps); "
+                    f"{_knob(worst)}, or lower metrics.max_sim_time_s / workload.num_requests")
+
+
+def rec_now(ev: Any) -> float:
+    return float(ev.env.now) if hasattr(ev, "env") else 0.0
+
+
 def simulate(sc: Scenario, progress: Any = None) -> Results:
     """Run one scenario and return its results. ``progress``: an object told when the run starts
     (``started(env, log, expected_requests, until_s)``; ``log.num_ended``: requests ended so far)
@@ -303,10 +364,20 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
 
     wl = sc.workload
     traffic = build_traffic(wl, seeds[0], eng.block_size, sc.base_dir, dep.max_model_len)
+    for group in traffic.closed_loop:
+        if group.limit is None and group.concurrency > MAX_CLIENTS:
+            raise ConfigError(
+                f"workload.arrival.concurrency: {group.concurrency:,} clients without a request "
+                f"cap (each is a process); at most {MAX_CLIENTS:,}, or set num_requests (only as "
+                f"many clients as requests are started)")
+    n_replicas = sum(rp.config.replicas for rp in pools)
+    check_record_budget(sc, max(n_replicas, 1))
     clients = Clients(env, fleet, sc.clients, np.random.default_rng(seeds[2]))
     start_clients(env, traffic, clients.submit, clients.fire)
     start_faults(env, fleet, sc.faults, np.random.default_rng(seeds[3]))
-    env.process(fleet.scraper(sc.metrics.sample_interval_s))
+    # the budget is checked at least every 10 simulated seconds
+    env.process(_guarded(fleet.scraper(sc.metrics.sample_interval_s), rec,
+                         max(1, int(10.0 / sc.metrics.sample_interval_s))))
     autoscaling = None
     if sc.autoscaling is not None:
         from simulator.cluster.autoscale_spec import ProvisioningConfig
@@ -360,6 +431,13 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
            "run_ahead_finishes": sum(r.ahead_finishes for r in fleet.replicas),
            "replica_busy_frac": busy_frac, "native": _native.status()["reason"]}
     counts = fleet.log.counts()
+    arrived = counts.get("arrived", sum(counts[o] for o in names.OUTCOMES))
+    if arrived == 0:
+        raise ConfigError(
+            f"no request arrived in the {end:g} simulated s (workload.duration_s / "
+            f"metrics.max_sim_time_s): the arrival process (workload.arrival: its rate, a trace's "
+            f"rate_scale, time_scale or start_s/end_s window) sends its first request later; "
+            f"raise the rate or the time limit")
     summary = summarize(requests, steps, samples, itl, counts=counts,
                         warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,
                         prefix_queries=queries, prefix_hits=hits, sim=sim)
@@ -376,6 +454,11 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
         max_num_batched_tokens=sc.engine.max_num_batched_tokens, max_model_len=dep.max_model_len)
     summary["scenario"] = sc.name
     summary["sim"]["wall_s"] = time.perf_counter() - wall0
+    # requests the workload would still have sent when the run stopped (a trace's rows past
+    # max_sim_time_s, a capped stream's tail): counted, and said
+    expected = traffic.expected_requests
+    summary["requests"]["not_sent"] = max(0, expected - arrived) if expected is not None else 0
+    summary["warnings"] = run_warnings(summary, counts, end, sc)
     res = Results(sc, dep, requests, steps, samples, itl, summary,
                   extra={"attempts": attempts, "replicas": replicas,
                          "deployments": {rp.config.name: rp.deployment for rp in pools},
@@ -390,6 +473,27 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
         res.extra["fleet_timeseries"] = ts
         res.summary["autoscaling"] = autoscaling.summary(ts, end)
     return res
+
+
+def run_warnings(summary: dict[str, Any], counts: dict[str, int], end: float,
+                 sc: Scenario) -> list[str]:
+    """What a run's numbers may hide, one line each (printed by ``servesim run`` and kept in
+    summary.json's ``warnings``)."""
+    out: list[str] = []
+    arrived = counts.get("arrived", sum(counts[o] for o in names.OUTCOMES))
+    if counts.get(names.COMPLETED, 0) == 0:
+        out.append(f"no request completed ({arrived:,} arrived in {end:g} simulated s: "
+                   f"{counts.get(names.REJECTED, 0):,} rejected, "
+                   f"{counts.get(names.TIMED_OUT, 0):,} timed out, "
+                   f"{counts.get(names.FAILED, 0):,} failed, "
+                   f"{counts.get(names.IN_FLIGHT, 0):,} in flight); latency figures are empty "
+                   f"and the cost buys nothing")
+    not_sent = summary["requests"].get("not_sent", 0)
+    if not_sent:
+        out.append(f"{not_sent:,} requests of the workload were not sent: the run stopped at "
+                   f"{end:g} s (metrics.max_sim_time_s {sc.metrics.max_sim_time_s:g} / "
+                   f"workload.duration_s); raise the limit to replay them")
+    return out
 
 
 def simulate_replications(sc: Scenario, k: int) -> list[Results]:

@@ -244,7 +244,11 @@ def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,
     for group in traffic.closed_loop:
         g: ClosedLoopGroup = group
         budget = [g.limit] if g.limit is not None else None
-        for i in range(g.concurrency):
+        # NOTE: a client past the group's request budget would never send (the first ``limit``
+        # clients to start take it all), so only as many clients as requests are started; the
+        # ramp keeps its spacing, so the results are the same.
+        n = g.concurrency if g.limit is None else min(g.concurrency, g.limit)
+        for i in range(n):
             env.process(closed_loop_client(env, g.specs, submit, g.think_time_s, budget,
                                            traffic.until, i * g.ramp_up_s / g.concurrency))
     for sessions in traffic.sessions:
