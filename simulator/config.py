@@ -261,7 +261,7 @@ class SimConfig(Strict):
     fast_path: bool = True
     """Decode fast path: plan a replica's run of decode-only steps at once (step times for the whole
     run, per-request counters and tokens applied when the run ends or something touches the
-    replica) instead of scheduling each step afresh (simulator.cluster.replica). Per-request
+    replica) instead of scheduling each step afresh (simulator.cluster.fast_path). Per-request
     results are identical with it off; turn it off to check that, or to step through the engine
     loop one step at a time."""
 

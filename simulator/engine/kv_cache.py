@@ -171,7 +171,7 @@ class KVCacheManager:
     def take(self, n: int) -> None:
         """Take ``n`` blocks off the head of the free queue for running requests that will be
         settled later (:meth:`settle`); the caller has checked that ``n`` blocks are free (the
-        decode fast path of :class:`simulator.cluster.replica.Replica`)."""
+        decode fast path, :mod:`simulator.cluster.fast_path`)."""
         self._take(n)
 
     def settle(self, request: Request, num_computed: int) -> None:

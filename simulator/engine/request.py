@@ -56,7 +56,7 @@ class Request:
     token_times: list[float] | None = field(default=None)
     """Per-token timestamps, only when the recorder asks for them."""
 
-    # Engine-loop bookkeeping of the replica's decode fast path (simulator.cluster.replica).
+    # Engine-loop bookkeeping of the replica's decode fast path (simulator.cluster.fast_path).
     run_seq: int = 0
     """Position in the replica's RUNNING order (increases with each append to RUNNING)."""
     lazy_g0: int = -1
