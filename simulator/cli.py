@@ -7,7 +7,6 @@ Heavy imports happen inside the commands so ``servesim --help`` is instant.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    from simulator.errors import clip_line
+
+    typer.echo(f"error: {clip_line(msg)}", err=True)
     raise typer.Exit(2)
 
 
@@ -62,6 +63,9 @@ def run(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bar (it is drawn on stderr, on a terminal only).")
     ] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Let --out replace a non-empty folder that is not a run folder (a run "
+        "folder is always replaced whole).")] = False,
 ) -> None:
     """Simulate one scenario and print latency, throughput, cost, SLO and autoscaling figures."""
     from simulator.config import load_scenario
@@ -69,6 +73,13 @@ def run(
 
     if fmt not in ("table", "vllm-bench"):
         _fail(f"--format {fmt!r}: expected 'table' or 'vllm-bench'")
+    if out is not None:  # before simulating: a run that cannot be saved is not run
+        from simulator.store import check_out_dir
+
+        try:
+            check_out_dir(out, force)
+        except ConfigError as e:
+            _fail(str(e))
     if replications > 1:
         if fmt != "table" or save_bench is not None:
             _fail("--format vllm-bench and --save-bench describe one run; drop --replications")
@@ -85,7 +96,12 @@ def run(
         _fail(str(e))
         return
     if out is not None:
-        res.save(out)
+        try:
+            res.save(out, force=force)
+        except ConfigError as e:
+            _fail(str(e))
+    for w in res.summary.get("warnings") or []:
+        typer.echo(f"warning: {w}", err=True)
     bench = None
     if fmt == "vllm-bench" or save_bench is not None:
         from simulator.report.bench import bench_result, format_block
@@ -95,7 +111,9 @@ def run(
         if save_bench is not None:
             write_bench(bench, save_bench)
     if as_json:
-        typer.echo(json.dumps(res.summary, indent=2))
+        from simulator.store import strict_json
+
+        typer.echo(strict_json(res.summary))
     elif bench is not None and fmt == "vllm-bench":
         typer.echo(format_block(bench))
     else:
@@ -129,6 +147,12 @@ def fleet_plot(
     """Plot an autoscaled run's fleet time series (replicas, queue, TTFT p90, $/h)."""
     import pandas as pd
 
+    from simulator.store import verify_run
+
+    try:
+        verify_run(run_dir)
+    except ConfigError as e:
+        _fail(str(e))
     f = run_dir / "fleet_timeseries.parquet"
     if not f.is_file():
         _fail(f"{f}: not found; run an autoscaled scenario with --out {run_dir}")
@@ -280,7 +304,9 @@ def main() -> None:
     try:
         app()
     except ConfigError as e:  # pragma: no cover - commands catch their own
-        typer.echo(f"error: {e}", err=True)
+        from simulator.errors import clip_line
+
+        typer.echo(f"error: {clip_line(str(e))}", err=True)
         sys.exit(2)
 
 

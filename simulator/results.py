@@ -9,7 +9,6 @@ below the run (``cost``, ``plan``) can name a result without importing the code 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,20 +62,24 @@ class Results:
     summary: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, force: bool = False) -> Path:
         """Write summary.json, requests.parquet, steps.parquet, timeseries.parquet, scenario.yaml,
         and attempts.parquet / replicas.parquet / fleet_timeseries.parquet (autoscaling) when the
-        fleet recorded them."""
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        self.requests.to_parquet(d / "requests.parquet", index=False)
-        self.steps.to_parquet(d / "steps.parquet", index=False)
-        self.timeseries.to_parquet(d / "timeseries.parquet", index=False)
+        fleet recorded them, with a manifest.json (sizes, SHA-256): whole or not at all, an
+        existing run folder replaced, never mixed (:mod:`simulator.store`)."""
+        from simulator.store import strict_json, write_run
+
+        files: dict[str, Any] = {
+            "summary.json": lambda p: p.write_text(strict_json(self.summary) + "\n"),
+            "requests.parquet": lambda p: self.requests.to_parquet(p, index=False),
+            "steps.parquet": lambda p: self.steps.to_parquet(p, index=False),
+            "timeseries.parquet": lambda p: self.timeseries.to_parquet(p, index=False),
+        }
         for name in ("attempts", "replicas", "fleet_timeseries"):
             frame = self.extra.get(name)
             if isinstance(frame, pd.DataFrame):
-                frame.to_parquet(d / f"{name}.parquet", index=False)
-        (d / "scenario.yaml").write_text(
+                files[f"{name}.parquet"] = (
+                    lambda p, frame=frame: frame.to_parquet(p, index=False))
+        files["scenario.yaml"] = lambda p: p.write_text(
             yaml.safe_dump(self.scenario.model_dump(mode="json"), sort_keys=False))
-        return d
+        return write_run(out, files, force=force)

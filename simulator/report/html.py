@@ -156,7 +156,9 @@ def run_context(d: Path) -> dict[str, Any]:
     from simulator.cost import cost_timeseries
     from simulator.plan_spec import TARGETS, CostConfig
     from simulator.report import plots
+    from simulator.store import verify_run
 
+    verify_run(d)  # whole, as written (manifest sizes and hashes)
     summary = _read_json(d / "summary.json")
     scen_text = (d / "scenario.yaml").read_text() if (d / "scenario.yaml").is_file() else ""
     scenario = safe_load(scen_text) or {} if scen_text else {}
