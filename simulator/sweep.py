@@ -12,7 +12,10 @@ Parquet part file ``results/part-<key>.parquet`` of the output folder, where ``<
 hash of the fully resolved scenario. A rerun lists the part files and skips every key already there,
 so an interrupted sweep resumes where it stopped, losing nothing and recomputing nothing; changing
 the spec adds only the new combinations. A run whose scenario cannot be built (a model that does not
-fit) is recorded with ``status: error`` and its message, and is not retried.
+fit) is recorded with ``status: error`` and its message; a run that raises anything else (or whose
+worker dies) with ``status: failed`` and its one-line reason; the sweep goes on either way, and
+neither is rerun unless ``--retry-failed`` is given. Local worker processes exit when the sweep's
+process dies (they watch their parent), so a killed sweep leaves none behind.
 
 Spec::
 
@@ -173,17 +176,23 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def run_point(key: str, source: str, params: dict[str, Any],
               scenario_json: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
     """Simulate one point; return its dataset row (plain values only, so it pickles anywhere)."""
+    from simulator.errors import clip_line
     from simulator.run import simulate
+    from simulator.store import strict_json
 
     t0 = time.perf_counter()
-    sc = Scenario.model_validate({**scenario_json, "base_dir": base_dir})
-    row: dict[str, Any] = {"key": key, "source": source, "scenario": sc.name, "seed": sc.seed,
+    row: dict[str, Any] = {"key": key, "source": source,
+                           "scenario": str(scenario_json.get("name", "")),
+                           "seed": int(scenario_json.get("seed", 0) or 0),
                            "status": "ok", "error": ""}
     row.update({f"param.{k}": v for k, v in params.items()})
     try:
+        sc = Scenario.model_validate({**scenario_json, "base_dir": base_dir})
         res = simulate(sc)
     except ConfigError as e:
-        row.update(status="error", error=str(e), summary_json="{}")
+        row.update(status="error", error=clip_line(str(e)), summary_json="{}")
+    except Exception as e:  # any failure of one point is recorded, the sweep goes on
+        row.update(status="failed", error=failure_reason(e), summary_json="{}")
     else:
         flat = flatten(res.summary)
         # NOTE: per-tenant and per-target subtrees stay in summary_json only: their keys vary
@@ -191,9 +200,27 @@ def run_point(key: str, source: str, params: dict[str, Any],
         row.update({k: v for k, v in flat.items()
                     if not k.startswith(("tenants.", "slo.tenants.", "cost.by_pool."))
                     and not isinstance(v, list)})
-        row["summary_json"] = json.dumps(res.summary)
+        row["summary_json"] = strict_json(res.summary, indent=None)
     row["scenario_json"] = json.dumps(scenario_json, sort_keys=True)
     row["run_wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line saying what went wrong in a point (the exception's type and first line)."""
+    from simulator.errors import clip_line
+
+    first = (str(e).splitlines() or [""])[0]
+    return clip_line(f"{type(e).__name__}: {first}" if first else type(e).__name__, 300)
+
+
+def failed_row(p: RunPoint, reason: str) -> dict[str, Any]:
+    """The dataset row of a point whose worker failed before returning one."""
+    row: dict[str, Any] = {"key": p.key, "source": p.source, "scenario": p.scenario.name,
+                           "seed": p.scenario.seed, "status": "failed", "error": reason}
+    row.update({f"param.{k}": v for k, v in p.params.items()})
+    row.update(summary_json="{}", scenario_json=json.dumps(p.scenario.model_dump(mode="json"),
+                                                           sort_keys=True), run_wall_s=0.0)
     return row
 
 
@@ -218,20 +245,55 @@ def write_part(out: Path, row: dict[str, Any]) -> Path:
     return final
 
 
-def done_keys(out: Path) -> set[str]:
+def done_keys(out: Path, retry_failed: bool = False) -> set[str]:
+    """Keys of the points with a part file (``retry_failed``: only those that ran ``ok``)."""
     d = out / RESULTS_DIR
     if not d.is_dir():
         return set()
-    return {p.stem[len(PART_PREFIX):] for p in d.glob(f"{PART_PREFIX}*.parquet")}
+    keys = {p.stem[len(PART_PREFIX):] for p in d.glob(f"{PART_PREFIX}*.parquet")}
+    if retry_failed:
+        keys -= failed_keys(out)
+    return keys
+
+
+def failed_keys(out: Path) -> set[str]:
+    """Keys of the recorded points whose status is not ``ok`` (error or failed)."""
+    d = out / RESULTS_DIR
+    bad = set()
+    for f in sorted(d.glob(f"{PART_PREFIX}*.parquet")) if d.is_dir() else []:
+        try:
+            status = pd.read_parquet(f, columns=["status"])["status"]
+        except Exception:  # an unreadable part is rerun too
+            bad.add(f.stem[len(PART_PREFIX):])
+            continue
+        if (status != "ok").any():
+            bad.add(f.stem[len(PART_PREFIX):])
+    return bad
+
+
+def _read_part(f: Path) -> pd.DataFrame:
+    """One part file, checked: readable, one row, its key the one its name says."""
+    key = f.stem[len(PART_PREFIX):]
+    try:
+        df = pd.read_parquet(f)
+    except Exception as e:  # a damaged file is reported, whatever pyarrow raises
+        raise ConfigError(f"{f}: not a readable part file ({failure_reason(e)}); delete it and "
+                          f"rerun the sweep (that point alone is recomputed)") from None
+    if len(df) != 1 or "key" not in df or str(df["key"].iloc[0]) != key:
+        raise ConfigError(f"{f}: not the part file of point {key} (expected one row with that "
+                          f"key); delete it and rerun the sweep")
+    return df
 
 
 def load_results(out: str | Path) -> pd.DataFrame:
-    """All finished runs of a sweep folder as one DataFrame (one row per run)."""
+    """All finished runs of a sweep folder as one DataFrame (one row per run); every part file
+    is checked (readable, one row, the key its name says) and a damaged one is a ConfigError
+    naming it."""
     d = Path(out) / RESULTS_DIR
     files = sorted(d.glob(f"{PART_PREFIX}*.parquet")) if d.is_dir() else []
     if not files:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([_read_part(f) for f in files], ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,6 +303,24 @@ def load_results(out: str | Path) -> pd.DataFrame:
 
 def _args(p: RunPoint) -> tuple[str, str, dict[str, Any], dict[str, Any], str | None]:
     return p.key, p.source, p.params, p.scenario.model_dump(mode="json"), p.scenario.base_dir
+
+
+PARENT_POLL_S = 0.5
+"""How often a local worker checks that the sweep's process is still alive."""
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as the sweep's process is gone (a ``kill -9`` of the
+    sweep would otherwise leave its workers waiting for work that never comes)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="servesim-parent-watch", daemon=True).start()
 
 
 def _run_local(points: list[RunPoint], jobs: int) -> Iterator[dict[str, Any]]:
@@ -253,10 +333,14 @@ def _run_local(points: list[RunPoint], jobs: int) -> Iterator[dict[str, Any]]:
 
     # NOTE: spawn, not fork: the parent may hold threads (progress bar, Ray) that fork would copy
     # in a broken state.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-        futs = [ex.submit(run_point, *_args(p)) for p in points]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                             initializer=_watch_parent, initargs=(os.getpid(),)) as ex:
+        futs = {ex.submit(run_point, *_args(p)): p for p in points}
         for f in as_completed(futs):
-            yield f.result()
+            try:
+                yield f.result()
+            except Exception as e:  # a dead worker fails its point, not the sweep
+                yield failed_row(futs[f], failure_reason(e))
 
 
 def _run_ray(points: list[RunPoint], address: str, jobs: int) -> Iterator[dict[str, Any]]:
@@ -298,7 +382,8 @@ class SweepStats:
 
 def run_sweep(spec_path: str | Path, out: str | Path, *, jobs: int | None = None,
               ray_address: str | None = None, progress: bool = True,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepStats:
+              on_row: Callable[[dict[str, Any]], None] | None = None,
+              retry_failed: bool = False) -> SweepStats:
     """Run every point of the sweep not already in ``out``; write each as it finishes."""
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
@@ -307,8 +392,10 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, jobs: int | None = None
     out.mkdir(parents=True, exist_ok=True)
     meta = {"name": spec.name or spec_path.stem, "spec": spec.model_dump(mode="json"),
             "spec_file": str(spec_path), "params": list(spec.grid), "points": len(points)}
-    (out / "sweep.json").write_text(json.dumps(meta, indent=2) + "\n")
-    done = done_keys(out)
+    tmp = out / f".sweep.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, out / "sweep.json")
+    done = done_keys(out, retry_failed)
     todo = [p for p in points if p.key not in done]
     jobs = jobs or os.cpu_count() or 1
     rows = (_run_ray(todo, ray_address, jobs) if ray_address
@@ -371,6 +458,8 @@ def sweep_command(
         "--ray-address", help="Run on Ray: 'auto', 'ray://host:port', or 'local' (a private "
         "single-node cluster).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and exit.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Rerun the points recorded as error or failed.")] = False,
 ) -> None:
     """Run a parameter grid / list of scenarios; resumable (finished runs are skipped)."""
     try:
@@ -378,14 +467,18 @@ def sweep_command(
         if dry_run:
             s = load_spec(spec)
             points = expand(s, spec.resolve().parent)
-            done = done_keys(out_dir)
+            done = done_keys(out_dir, retry_failed)
             for p in points:
                 mark = "done" if p.key in done else "todo"
                 typer.echo(f"{p.key}  {mark}  {p.source}  seed={p.scenario.seed}  "
                            + " ".join(f"{k}={v}" for k, v in p.params.items()))
             typer.echo(f"{len(points)} runs, {sum(p.key in done for p in points)} done")
             return
-        stats = run_sweep(spec, out_dir, jobs=jobs, ray_address=ray_address)
+        stats = run_sweep(spec, out_dir, jobs=jobs, ray_address=ray_address,
+                          retry_failed=retry_failed)
+    except OSError as e:
+        typer.echo(f"error: {out or spec}: {e.strerror or e}", err=True)
+        raise typer.Exit(2) from None
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
