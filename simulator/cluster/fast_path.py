@@ -8,10 +8,12 @@ without the compiled engine in ``tests/test_native.py``). Switch: ``sim.fast_pat
 scenario (or ``Replica(..., fast_path=False)``) runs every step through the scheduler; it is also
 off for prefill replicas, the V0 scheduler and step-time models without ``predict_totals``.
 
-The interface the replica loop calls (:meth:`DecodeFastPath.next_step`, :meth:`~DecodeFastPath.finish`,
-:meth:`~DecodeFastPath.ordinary_step`, :meth:`~DecodeFastPath.sync`, plus :meth:`~DecodeFastPath.abort`
-and :meth:`~DecodeFastPath.joined` from the replica's inputs). What it needs of the replica is
-:class:`StepOwner`: the engine counters it advances and the common end of a step.
+The interface: the replica's loop calls :meth:`DecodeFastPath.next_step`,
+:meth:`~DecodeFastPath.finish` and :meth:`~DecodeFastPath.ordinary_step`; the rest of the replica
+calls :meth:`~DecodeFastPath.sync` (before per-request state is read, and at a crash),
+:meth:`~DecodeFastPath.abort`, :meth:`~DecodeFastPath.joined` and :meth:`~DecodeFastPath.reset` (a
+restart). What it needs of the replica is :class:`StepOwner`: the engine counters it advances and
+the common end of a step.
 
 Lazy decodes. In a busy replica most running requests are plain decodes: each step they compute one
 token, and vLLM's scheduler gives each of them exactly that as long as the token budget and the free

@@ -17,7 +17,7 @@ The loop (:meth:`Replica.run`) is that busy loop: sleep until there is work; sch
 ``StepTimeModel.predict``); apply its outputs (:meth:`Replica._finish_step`, vLLM
 ``update_from_output``). Where it provably changes nothing, the *decode fast path* takes steps in
 bulk — plain decode steps without the scheduler, and running ahead of the clock between events —
-behind four calls of the loop (:class:`~simulator.cluster.fast_path.DecodeFastPath`: its module says
+behind three calls of the loop (:class:`~simulator.cluster.fast_path.DecodeFastPath`: its module says
 how and why it is exact). ``sim.fast_path: false`` (or ``fast_path=False`` here) switches it off:
 the same loop, every step through the scheduler, the same results bit for bit.
 
