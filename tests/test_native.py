@@ -167,3 +167,14 @@ def test_compiled_and_pure_python_give_bit_identical_results(tmp_path: Path) -> 
                 pd.testing.assert_frame_equal(pure[case][name], frame, check_exact=True,
                                               obj=f"{case}: {name}")
         assert pure[case]["summary"] == frames["summary"], case
+
+
+def test_servesim_version_says_which_engine_and_can_require_the_compiled_one() -> None:
+    env = {**os.environ, _native.PURE_ENV: "1"}
+    cmd = [sys.executable, "-m", "simulator.cli", "version"]
+    plain = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    assert f"engine   pure Python ({_native.PURE_ENV}=1); 0 of {len(_native.MODULES)}" in plain.stdout
+    strict = subprocess.run([*cmd, "--require-compiled"], cwd=ROOT, capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert strict.returncode == 1 and "the engine is not compiled" in strict.stderr
