@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from simulator.config import Scenario, scenario_from_dict
+
+# ``pytest --hypothesis-profile=long``: the deep local search of tests/test_fuzz_inputs.py (CI runs
+# a few derandomized examples per property).
+settings.register_profile("long", max_examples=1000, deadline=None)
 
 
 def small_scenario(**over: Any) -> Scenario:

@@ -129,3 +129,92 @@ def test_ray_local_cluster_gives_the_process_pool_results(tmp_path: Path):
     assert s.ran == 2
     assert comparable(load_results(tmp_path / "pool")).equals(
         comparable(load_results(tmp_path / "ray")))
+
+
+def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch):
+    """A point that raises something other than ConfigError (here an OverflowError injected into
+    the engine for rate 3, as `cv: .inf` once raised) is recorded as failed with its one-line
+    reason; the others run; a rerun skips it; --retry-failed reruns only it."""
+    import simulator.run as run_mod
+
+    real = run_mod.simulate
+
+    def flaky(sc, *a, **k):
+        if sc.workload.arrival.rate == 3:
+            raise OverflowError("cannot convert float infinity to integer\nsecond line")
+        return real(sc, *a, **k)
+
+    spec = write_spec(tmp_path, {"workload.arrival.rate": [2, 3, 4]})
+    out = tmp_path / "out"
+    monkeypatch.setattr(run_mod, "simulate", flaky)
+    s = run_sweep(spec, out, jobs=1, progress=False)
+    assert s.ran == 3 and s.errors == 1
+    df = load_results(out).set_index("param.workload.arrival.rate")
+    assert df.loc[3, "status"] == "failed"
+    assert df.loc[3, "error"] == "OverflowError: cannot convert float infinity to integer"
+    assert (df.loc[[2, 4], "status"] == "ok").all()
+    assert run_sweep(spec, out, jobs=1, progress=False).ran == 0  # recorded, not rerun
+    monkeypatch.setattr(run_mod, "simulate", real)  # the bug is fixed
+    got: list[dict] = []
+    s = run_sweep(spec, out, jobs=1, progress=False, retry_failed=True, on_row=got.append)
+    assert s.ran == 1 and [r["param.workload.arrival.rate"] for r in got] == [3]
+    assert (load_results(out)["status"] == "ok").all()
+
+
+def test_a_damaged_part_file_is_named_by_load_results(tmp_path: Path):
+    spec = write_spec(tmp_path, {"workload.arrival.rate": [2]})
+    out = tmp_path / "out"
+    run_sweep(spec, out, jobs=1, progress=False)
+    part = next((out / RESULTS_DIR).glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes()[:50])
+    with pytest.raises(ConfigError, match=f"{part.name}: not a readable part file"):
+        load_results(out)
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_workers_exit_when_the_sweep_is_killed(tmp_path: Path):
+    spec = write_spec(tmp_path, {"workload.arrival.rate": [5, 6, 7, 8]},
+                      overrides={**BASE, "workload.num_requests": 20000})
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli", "sweep", str(spec), "--out",
+                             str(tmp_path / "out"), "--jobs", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers) < 2:
+            workers = {c for c in _children(proc.pid)
+                       if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+            time.sleep(0.2)
+        assert len(workers) == 2, "the sweep never started its two workers"
+        time.sleep(1.0)  # the workers are simulating
+    finally:
+        proc.kill()  # SIGKILL: no cleanup of its own
+        proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, "workers outlived the killed sweep"

@@ -90,7 +90,7 @@ class LognormalLength(Strict):
     """Mean tokens the requests get, after clipping to [min, max]: the underlying lognormal's
     location is solved for it (simulator.workload.lengths.solve_lognormal_mu); must lie strictly
     between min and max."""
-    cv: float = Field(default=1.0, gt=0)
+    cv: float = Field(default=1.0, ge=0.001, le=100)
     """Shape: standard deviation / mean of the underlying (unclipped) lognormal."""
     min: int = Field(default=1, ge=1, le=MAX_TOKENS)
     """Lower clip."""
@@ -149,7 +149,7 @@ class GammaArrivals(Strict):
     kind: Literal["gamma"] = "gamma"
     rate: float = Field(gt=0, le=MAX_RATE)
     """Mean requests per second."""
-    cv: float = Field(gt=0, le=MAX_CV)
+    cv: float = Field(ge=0.01, le=MAX_CV)
     """Standard deviation / mean of the inter-arrival times (Gamma shape = 1 / cv²)."""
 
 
@@ -239,7 +239,7 @@ class DiurnalArrivals(Strict):
     (time-scaling keeps the profile's shape, multiplies rates by 86400 / period_s)."""
     start_hour: float = Field(default=0.0, ge=0, lt=24)
     """Hour of day at simulated time 0."""
-    cv: float = Field(default=1.0, gt=0, le=MAX_CV)
+    cv: float = Field(default=1.0, ge=0.01, le=MAX_CV)
     """Burstiness on the profile's clock (Gamma renewal; 1 = Poisson)."""
 
     @model_validator(mode="after")
@@ -271,7 +271,7 @@ class StepsArrivals(Strict):
     kind: Literal["steps"] = "steps"
     steps: list[RateStep] = Field(min_length=1)
     """The steps in time order; the first at 0."""
-    cv: float = Field(default=1.0, gt=0, le=MAX_CV)
+    cv: float = Field(default=1.0, ge=0.01, le=MAX_CV)
     """Burstiness (Gamma renewal on the rate's clock; 1 = Poisson)."""
 
     @model_validator(mode="after")
@@ -299,7 +299,7 @@ class RampArrivals(Strict):
     """When the ramp starts."""
     duration_s: float = Field(gt=0, le=MAX_SECONDS)
     """How long the ramp lasts."""
-    cv: float = Field(default=1.0, gt=0, le=MAX_CV)
+    cv: float = Field(default=1.0, ge=0.01, le=MAX_CV)
     """Burstiness (Gamma renewal on the rate's clock; 1 = Poisson)."""
 
 
@@ -315,7 +315,7 @@ class FittedArrivals(Strict):
     """Mean requests per second; None: the trace's. Scales the whole profile."""
     profile: bool = True
     """Follow the trace's per-minute rate profile; false: a stationary process at the mean rate."""
-    cv: float | None = Field(default=None, gt=0, le=MAX_CV)
+    cv: float | None = Field(default=None, ge=0.01, le=MAX_CV)
     """Burstiness on the profile's clock; None: the fitted value."""
     time_scale: float = Field(default=1.0, gt=0, le=MAX_TIME_SCALE)
     """Play the profile this many times faster (6 plays an hour's profile in 10 minutes, with six
