@@ -394,7 +394,9 @@ def run_replicated(scenario: Any, overrides: list[str], seed: int | None, k: int
         from simulator.report.html import save_run
 
         save_run(runs[0], out)
-        (Path(out) / "replications.json").write_text(json.dumps(rep, indent=2) + "\n")
+        from simulator.store import strict_json
+
+        (Path(out) / "replications.json").write_text(strict_json(rep) + "\n")
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
     else:
