@@ -83,7 +83,7 @@ class Strict(BaseModel):
         if isinstance(data, dict):
             fields = cls.model_fields
             for k, v in data.items():
-                if isinstance(v, bool) and k in fields and _number_not_bool(fields[k].annotation):
+                if isinstance(v, bool) and k in fields and _number_not_bool(fields[k].annotation or Any):
                     raise ValueError(f"{k}: expected a number, not the boolean {str(v).lower()}")
         return data
 
