@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -83,7 +84,10 @@ class Strict(BaseModel):
         if isinstance(data, dict):
             fields = cls.model_fields
             for k, v in data.items():
-                if isinstance(v, bool) and k in fields and _number_not_bool(fields[k].annotation or Any):
+                if not (isinstance(v, bool) and k in fields):
+                    continue
+                ann: Hashable = fields[k].annotation  # type: ignore[assignment]
+                if _number_not_bool(ann):
                     raise ValueError(f"{k}: expected a number, not the boolean {str(v).lower()}")
         return data
 
