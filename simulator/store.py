@@ -34,6 +34,9 @@ MANIFEST = "manifest.json"
 FORMAT = "servesim-run/1"
 """The manifest's ``format``: the layout of a run folder this version writes."""
 
+MIN_FREE_BYTES = 16 * 2**20
+"""Free space below which ``--out`` is refused before simulating (a full disk)."""
+
 Writer = Callable[[Path], None]
 """Writes one file at the path it is given."""
 
@@ -99,6 +102,11 @@ def check_out_dir(out: str | Path, force: bool = False) -> Path:
         # the temporary folder is made beside the destination: probe that this works
         probe = tempfile.mkdtemp(prefix=".servesim-probe-", dir=base)
         os.rmdir(probe)
+        free = shutil.disk_usage(base).free
+        if free < MIN_FREE_BYTES:
+            raise ConfigError(f"--out {d}: the disk holding {base} has only {free:,} bytes free "
+                              f"(a run's files need more); free some space or pick another "
+                              f"folder")
     except OSError as e:
         raise ConfigError(f"--out {d}: cannot write there ({e.strerror or e}); pick another "
                           f"folder") from None

@@ -361,11 +361,16 @@ def _run_ray(points: list[RunPoint], address: str, jobs: int) -> Iterator[dict[s
         started = True
     try:
         task = ray.remote(run_point)
-        pending = [task.remote(*_args(p)) for p in points]
+        by_ref = {task.remote(*_args(p)): p for p in points}
+        pending = list(by_ref)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                yield ray.get(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as e:  # a lost worker or node fails its point, not the sweep
+                    row = failed_row(by_ref[ref], failure_reason(e))
+                yield row
     finally:
         if started:
             ray.shutdown()

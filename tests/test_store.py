@@ -211,3 +211,14 @@ def test_servesim_run_refuses_an_unwritable_out_before_simulating(tmp_path: Path
     assert r.exit_code == 0, r.output
     verify_run(tmp_path / "ok")
     assert len(pd.read_parquet(tmp_path / "ok" / "requests.parquet")) == 20
+
+
+def test_a_full_disk_is_refused_before_simulating(tmp_path: Path, monkeypatch) -> None:
+    import simulator.store as store
+
+    # a disk with less free space than the threshold: raise the threshold past this disk's size
+    monkeypatch.setattr(store, "MIN_FREE_BYTES", 2**62)
+    with pytest.raises(ConfigError, match="bytes free"):
+        check_out_dir(tmp_path / "run")
+    r = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "run"), "-q"])
+    assert r.exit_code == 2 and "bytes free" in r.stderr
