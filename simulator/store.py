@@ -206,7 +206,8 @@ def verify_run(d: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{d}: not a folder")
     if not m.is_file():
         raise ConfigError(f"{d}: no {MANIFEST}, so not a complete run folder (an interrupted "
-                          f"save, or written by servesim < 0.x); run it again with --out {d}")
+                          f"save, or written before run folders had manifests); run it again "
+                          f"with --out {d}")
     try:
         manifest = json.loads(m.read_text())
         files = manifest["files"]
