@@ -60,19 +60,19 @@ class ModelConfig(Strict):
 class EngineConfig(Strict):
     """vLLM v1 engine arguments (``vllm serve`` flag names, underscores for dashes)."""
 
-    max_num_seqs: int = Field(default=256, ge=1)
+    max_num_seqs: int = Field(default=256, ge=1, le=1_000_000)
     """Most requests running at once."""
-    max_num_batched_tokens: int = Field(default=8192, ge=1)
+    max_num_batched_tokens: int = Field(default=8192, ge=1, le=10_000_000)
     """Token budget of one step (prefill chunks + decodes)."""
-    max_model_len: int | None = Field(default=None, ge=16)
+    max_model_len: int | None = Field(default=None, ge=16, le=10_000_000)
     """Longest prompt + output; default: the model's ``max_position_embeddings``."""
     enable_chunked_prefill: bool = True
     """Split long prompts across steps to fit the token budget."""
-    long_prefill_token_threshold: int = Field(default=0, ge=0)
+    long_prefill_token_threshold: int = Field(default=0, ge=0, le=10_000_000)
     """Cap on tokens one request gets per step (0 = no cap)."""
     enable_prefix_caching: bool = True
     """Reuse cached KV blocks of identical prompt prefixes."""
-    block_size: int = Field(default=16, ge=1)
+    block_size: int = Field(default=16, ge=1, le=4096)
     """Tokens per KV-cache block."""
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     """Fraction of GPU memory vLLM may use (weights + activations + KV cache)."""
@@ -88,7 +88,7 @@ class EngineConfig(Strict):
     """vLLM 0.6's multi-step scheduling (``--num-scheduler-steps``, V0 only): one scheduling
     pass runs this many decode steps, paying the CPU step overhead once; new prompts join at the
     end of a pass."""
-    memory_reserve_gib: float = Field(default=1.0, ge=0)
+    memory_reserve_gib: float = Field(default=1.0, ge=0, le=4096)
     """Per-GPU memory outside torch tensors: CUDA/ROCm context, NCCL buffers and CUDA graphs
     (vLLM typically reports 0.5–1.5 GiB). Subtracted before the KV cache is sized."""
 
