@@ -592,6 +592,8 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
         loc = [str(x) for x in clean_loc(tuple(e.errors()[0]["loc"]), data)]
         # NOTE: the last --set touching the failing field is the one to blame (a kind change
         # before it starts the sub-tree afresh, so the file's old fields cannot be).
+        if seed is not None and loc[:1] == ["seed"]:
+            raise ConfigError(format_validation_error(e, "--seed", data=data)) from None
         for item, opath in reversed(applied):
             spath = [str(x) for x in opath]
             if loc[: len(spath)] == spath or spath[: len(loc)] == loc:
