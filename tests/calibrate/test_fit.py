@@ -127,9 +127,29 @@ def test_mi300x_provenance_states_the_version_split():
     m = c.provenance.method
     assert "FIT SET: vLLM 0.6.6, 0.7.3, 0.8.3, 0.8.5" in m
     assert "HELD OUT for validation: vLLM 0.9.0.1, 0.9.1, 0.10.0" in m
-    assert c.provenance.data == ["calibration/rocm-vllm-devdocker/mi300x_devdocker_latency_dedup.csv"]
+    # Fixed-batch latencies and offline throughput of the fit versions, never the held-out ones.
+    assert c.provenance.data == [
+        "calibration/rocm-vllm-devdocker/mi300x_devdocker_latency_dedup.csv",
+        "calibration/rocm-vllm-devdocker/mi300x_devdocker_throughput_dedup.csv"]
     for v in fit.MI300X_FIT_VERSIONS:
         assert f"e2e_{v}_median_abs_rel_err_pct" in c.provenance.residuals
+    for table in ("latency", "throughput"):
+        assert c.provenance.residuals[f"{table}_median_abs_rel_err_pct"] < 10.0
+    # The regime it covers: the throughput rows' thousands of sequences, TP8 only.
+    assert c.provenance.regime["running_seqs"][1] == 3200 and c.provenance.regime["tp"] == [8]
+
+
+def test_mi300x_throughput_rows_are_static_batches_of_the_fit_versions_only():
+    from simulator.profiles import load_gpu
+
+    used: list[str] = []
+    cases = fit.rocm_throughput_cases(load_gpu("MI300X"), fit.MI300X_FIT_VERSIONS, used)
+    assert cases and {c.version for c in cases} <= set(fit.MI300X_FIT_VERSIONS)
+    c = max(cases, key=lambda c: c.batch)
+    assert c.batch == 3200 and c.input_len == 128 and c.output_len == 2048
+    # Elapsed time = output tokens / the README's tokens/s (fit.ROCM_THROUGHPUT_TOTAL False).
+    assert not fit.ROCM_THROUGHPUT_TOTAL
+    assert 3200 * 2048 / c.latency_s > 10_000
 
 
 def test_no_validation_data_is_used_for_fitting():
