@@ -56,13 +56,20 @@ def clip_text(text: str, n: int = ECHO_CHARS) -> str:
 
 
 def clip_line(msg: str, n: int = MAX_ERROR_CHARS) -> str:
-    """One line of at most ``n`` characters (newlines folded)."""
-    msg = " ".join(str(msg).split("\n"))
+    """One line of at most ``n`` characters: line breaks folded, other control characters (which
+    some tools also read as line breaks) escaped."""
+    msg = " ".join(str(msg)[: 4 * n].splitlines())
+    msg = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                  for ch in msg)
     return msg if len(msg) <= n else msg[: n - 3] + "..."
 
 
 class ConfigError(ValueError):
-    """Bad user input. ``str(err)`` is a single line fit to print as is."""
+    """Bad user input. ``str(err)`` is a single line fit to print as is (folded, control
+    characters escaped and cut to :data:`MAX_ERROR_CHARS` here, whoever raised it)."""
+
+    def __init__(self, msg: object = "") -> None:
+        super().__init__(clip_line(str(msg)))
 
 
 def decode_text(data: bytes, where: str) -> str:
