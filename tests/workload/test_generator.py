@@ -253,3 +253,16 @@ def test_bad_spec_file_names_its_line(tmp_path: Path):
     spec.write_text("description: x\narrival: {kind: gamma, rate: 4, cv: -1}\n")
     with pytest.raises(ValueError, match=r"w.yaml:2: arrival.cv"):
         WorkloadConfig.model_validate({"spec": str(spec)})
+
+
+def test_request_spec_constructor_sets_every_field_and_stays_a_value():
+    from tests.engine.test_request import defaults_hold
+
+    defaults_hold(RequestSpec(300, 50), {"prompt_len": 300, "output_len": 50})
+    given = {"prompt_len": 10, "output_len": 2, "prefix_hashes": (5, 6), "priority": 1,
+             "tenant": "acme", "api_key": "k", "session_id": 4, "turn": 2, "slo_class": "gold"}
+    s = RequestSpec(*given.values())
+    defaults_hold(s, given)
+    t = RequestSpec(**given)
+    assert s == t and hash(s) == hash(t) and len({s, t}) == 1
+    assert s != RequestSpec(**{**given, "turn": 3})
