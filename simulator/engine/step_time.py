@@ -465,7 +465,8 @@ class RooflineStepTime:
         scheduling (``scheduler_steps`` n > 1) a decode-only step (T = S) pays 1/n of the step and
         per-sequence overhead: the pass schedules, prepares inputs and syncs once for n steps."""
         c = self.cal
-        per_step = c.step_overhead_us + c.per_seq_overhead_us * S
+        # NOTE: annotated: compiled, an inferred float local would refuse the fitter's arrays.
+        per_step: Num = c.step_overhead_us + c.per_seq_overhead_us * S
         n = self.scheduler_steps
         if n > 1:
             if isinstance(T, np.ndarray) or isinstance(S, np.ndarray):

@@ -140,8 +140,13 @@ def test_mi300x_provenance_states_the_version_split():
 
 
 def test_mi300x_throughput_rows_are_static_batches_of_the_fit_versions_only():
+    from simulator.calibrate import datasets as ds
     from simulator.profiles import load_gpu
 
+    rel = ("calibration", "rocm-vllm-devdocker")
+    if not ds.shared_data_root().joinpath(*rel).exists():
+        pytest.skip(f"shared data not found: {ds.shared_data_root().joinpath(*rel)} "
+                    f"(set {ds.ENV_VAR} to the shared data root)")
     used: list[str] = []
     cases = fit.rocm_throughput_cases(load_gpu("MI300X"), fit.MI300X_FIT_VERSIONS, used)
     assert cases and {c.version for c in cases} <= set(fit.MI300X_FIT_VERSIONS)
