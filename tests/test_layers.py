@@ -46,12 +46,7 @@ ROOT_CONSTANTS = {"__version__"}
 """Names taken from the package root (``from simulator import __version__``) that are not an
 import of the run: ``simulator/__init__.py`` sets them before it imports anything."""
 
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # NOTE: the validation suites are being split out of calibrate/validate.py (issue 20);
-    # validate_load reaches back for validate.Case inside its functions until Case moves out.
-    # The test below fails once this circle is gone: then delete the entry.
-    frozenset({"simulator.calibrate.validate", "simulator.calibrate.validate_load"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:

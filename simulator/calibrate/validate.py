@@ -922,8 +922,8 @@ BUILDERS: dict[str, Callable[[], tuple[list[Case], list[Skipped], list[str]]]] =
     "silicon-moe": lambda: build_silicon("silicon-moe"),
     "dstack-405b": build_dstack,
     "rocm-mi300x": build_rocm,
-    "rocm-throughput": vl.build_rocm_throughput,
-    "mlperf": vl.build_mlperf,
+    "rocm-throughput": lambda: vl.build_rocm_throughput(Case, rocm_version_split),
+    "mlperf": lambda: vl.build_mlperf(Case),
 }
 
 

@@ -42,6 +42,7 @@ running sequences per GPU (running sequences of a replica / its TP size) — and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -127,10 +128,13 @@ def rocm_throughput_scenario(model: str, num_prompts: int, max_num_seqs: int, in
     )
 
 
-def build_rocm_throughput() -> tuple[list[Any], list[Any], list[str]]:
-    """Cases of ``rocm-throughput``: held-out versions' offline throughput rows."""
-    from simulator.calibrate.validate import Case, rocm_version_split
-
+def build_rocm_throughput(case: Callable[..., Any],
+                          version_split: Callable[[list[str]], tuple[list[str], str]]
+                          ) -> tuple[list[Any], list[Any], list[str]]:
+    """Cases of ``rocm-throughput``: held-out versions' offline throughput rows, built with
+    ``case`` (validate.Case) and split by ``version_split`` (validate.rocm_version_split), which
+    validate passes in (this module sits below it)."""
+    Case, rocm_version_split = case, version_split
     df = ds.rocm_mi300x_throughput()
     versions = sorted(df["vllm_version"].unique(), key=ds._version_key)
     held, source = rocm_version_split(sorted(ds.rocm_mi300x_latency()["vllm_version"].unique(),
@@ -192,10 +196,9 @@ def mlperf_scenario(row: dict[str, Any], gpu: str, name: str) -> Scenario:
     )
 
 
-def build_mlperf() -> tuple[list[Any], list[Any], list[str]]:
-    """Cases of ``mlperf``: the Llama-2-70B Offline and Server runs."""
-    from simulator.calibrate.validate import Case
-
+def build_mlperf(case: Callable[..., Any]) -> tuple[list[Any], list[Any], list[str]]:
+    """Cases of ``mlperf``: the Llama-2-70B Offline and Server runs, built with ``case``."""
+    Case = case
     df = ds.mlperf_results()
     df = df[df["model"] == "llama2-70b-fp8_dyn"]
     cases = []

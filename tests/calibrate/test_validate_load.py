@@ -50,7 +50,7 @@ def test_rocm_throughput_suite_holds_out_the_versions_the_mi300x_fit_did_not_use
     _need("calibration", "rocm-vllm-devdocker")
     from simulator.calibrate.fit import MI300X_FIT_VERSIONS
 
-    cases, skipped, notes = vl.build_rocm_throughput()
+    cases, skipped, notes = vl.build_rocm_throughput(v.Case, v.rocm_version_split)
     assert cases and not skipped
     versions = {c.info["vllm"] for c in cases}
     assert versions and not versions & set(MI300X_FIT_VERSIONS)
@@ -64,7 +64,7 @@ def test_rocm_throughput_suite_holds_out_the_versions_the_mi300x_fit_did_not_use
 
 def test_mlperf_suite_rebuilds_each_engine_of_the_system():
     _need("benchmarks", "mlperf")
-    cases, _, _ = vl.build_mlperf()
+    cases, _, _ = vl.build_mlperf(v.Case)
     assert {c.gpu for c in cases} == {"H200-SXM", "MI300X"} and len(cases) == 10
     server = next(c for c in cases if c.info["scenario"] == "server")
     sc = server.scenario
@@ -81,8 +81,8 @@ def test_mlperf_suite_rebuilds_each_engine_of_the_system():
 def test_one_offline_point_of_each_suite_runs_at_production_load():
     _need("calibration", "rocm-vllm-devdocker")
     _need("benchmarks", "mlperf")
-    (tput,) = [c for c in vl.build_rocm_throughput()[0] if c.fast][:1]
-    mlp = next(c for c in vl.build_mlperf()[0] if c.fast)
+    (tput,) = [c for c in vl.build_rocm_throughput(v.Case, v.rocm_version_split)[0] if c.fast][:1]
+    mlp = next(c for c in vl.build_mlperf(v.Case)[0] if c.fast)
     for case in (tput, mlp):
         r = v.run_case(case)
         assert isinstance(r, v.PointResult), r
