@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -51,7 +51,11 @@ from simulator.profiles import BYTES_PER_PARAM, Calibration, GpuProfile, ModelPr
 
 #: A float or a numpy array of floats: every formula below works elementwise on both, so the
 #: simulator calls it with scalars per step and the fitter with arrays of many steps at once.
-Num: TypeAlias = "float | np.ndarray"
+#: NOTE: spelled Any, not ``float | np.ndarray``: the install compiles this module with numpy
+#: invisible to mypyc (simulator/_native.py BUILD_MYPY_CONFIG), where that union collapses to a
+#: float and the compiled functions refuse the fitter's arrays. The hot paths (predict_totals,
+#: the decode run-ahead) are annotated float.
+Num: TypeAlias = Any
 
 US = 1e-6
 SHAPE_CACHE_SIZE = 65_536
