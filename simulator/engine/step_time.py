@@ -121,27 +121,27 @@ class StepFeatures:
     Fields are floats (one step) or numpy arrays of equal shape (many steps, for fitting).
     """
 
-    num_tokens: float | np.ndarray
+    num_tokens: Num
     """Scheduled tokens (GEMM M)."""
-    num_seqs: float | np.ndarray
+    num_seqs: Num
     """Scheduled sequences (rows sampled by the LM head)."""
-    num_decodes: float | np.ndarray
+    num_decodes: Num
     """Sequences with one new token."""
-    decode_pairs: float | np.ndarray
+    decode_pairs: Num
     """Query–key pairs of the decodes: Σ (context + 1)."""
-    prefill_tokens: float | np.ndarray
+    prefill_tokens: Num
     """New tokens of the multi-token entries."""
-    prefill_pairs: float | np.ndarray
+    prefill_pairs: Num
     """Causal query–key pairs of the multi-token entries: Σ n·(context + (n + 1)/2)."""
-    prefill_kv_tokens: float | np.ndarray
+    prefill_kv_tokens: Num
     """KV tokens the multi-token entries touch: Σ (context + n)."""
-    steps: float | np.ndarray = 1.0
+    steps: Num = 1.0
     """Steps this row stands for: >1 only for runs of decode-only steps of equal shape (same
     tokens and sequences), whose ``decode_pairs`` are then summed — every term is either the same
     each step or linear in the pairs, so the row's time is exactly the run's total."""
-    window_prefill_pairs: float | np.ndarray = 0.0
+    window_prefill_pairs: Num = 0.0
     """``prefill_pairs`` of a sliding-window layer: each query sees at most the window."""
-    window_prefill_kv_tokens: float | np.ndarray = 0.0
+    window_prefill_kv_tokens: Num = 0.0
     """``prefill_kv_tokens`` of a sliding-window layer: Σ (min(context, window) + n)."""
 
     @classmethod
