@@ -104,17 +104,17 @@ def resolve_deployment(sc: Scenario) -> Deployment:
             f"only {mem.kv_cache_gib:.2f} GiB is left after weights on {gpu.name} at tp={tp} "
             f"(room for {mem.max_tokens} tokens); lower max_model_len to <= {mem.max_tokens} "
             f"or raise tp / gpu_memory_utilization")
-    cal, source = resolve_calibration(sc, gpu)
-    regime: dict[str, Any] = {}
-    if sc.step_time.backend == "roofline" and sc.step_time.calibration != "prior":
-        choice = sc.step_time.calibration
-        found = find_calibration(gpu.name, None if choice == "auto" else choice)
-        regime = dict(found.provenance.regime) if found is not None else {}
+    cal, source, regime = resolve_calibration(sc, gpu)
+    if sc.step_time.backend != "roofline":
+        regime = {}  # the other backends do not use the calibration's fitted regime
     return Deployment(model, gpu, tp, wdt, kvdt, max_len, mem, cal, source, regime)
 
 
-def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str]:
+def resolve_calibration(sc: Scenario, gpu: GpuProfile
+                        ) -> tuple[Calibration, str, dict[str, Any]]:
+    """(coefficients, where they came from, the step shapes their fit covered)."""
     choice = sc.step_time.calibration
+    regime: dict[str, Any] = {}
     if choice == "prior":
         cal, source = Calibration(), "prior (uncalibrated defaults)"
     else:
@@ -130,6 +130,7 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
             cal, source = Calibration(), "prior (no calibration file for this GPU)"
         else:
             cal = found.coefficients
+            regime = dict(found.provenance.regime)
             # The file name and date; the method and data are in the file's provenance.
             source = f"{found.gpu}__vllm-{found.vllm_family} ({found.provenance.date})"
     if sc.step_time.overrides:
@@ -142,7 +143,7 @@ def resolve_calibration(sc: Scenario, gpu: GpuProfile) -> tuple[Calibration, str
             raise ConfigError(f"step_time.overrides: with {source} they give {name} "
                               f"{err.get('input')!r}: {err['msg']}") from None
         source += f" + overrides {sorted(sc.step_time.overrides)}"
-    return cal, source
+    return cal, source, regime
 
 
 def build_step_time(sc: Scenario, dep: Deployment) -> StepTimeModel:

@@ -133,20 +133,14 @@ def _pid_alive(pid: int) -> bool:
 
 def _sweep_stale(parent: Path, name: str) -> None:
     """Remove temporary folders of ``name`` left by writers that were killed."""
-    for p in parent.glob(f".{name}.tmp-*"):
-        try:
-            pid = int(p.name[len(name) + 6:].split("-")[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-    for p in parent.glob(f".{name}.old-*"):
-        try:
-            pid = int(p.name[len(name) + 6:].split("-")[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
+    for kind in ("tmp", "old"):
+        for p in parent.glob(f".{name}.{kind}-*"):
+            try:
+                pid = int(p.name[len(name) + 6:].split("-")[0])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def write_run(out: str | Path, files: dict[str, Writer], force: bool = False) -> Path:

@@ -48,18 +48,15 @@ def regime_summary(samples: pd.DataFrame, *, calibration: str, regime: dict[str,
         if share > 0:
             notes.append(f"{share:.0%} of busy time had > {seqs[1]:g} running sequences per "
                          f"replica")
-    toks = _span(regime.get("tokens_per_step"))
-    if toks is not None:
-        outside["tokens_per_step"] = max_num_batched_tokens > toks[1]
-        if outside["tokens_per_step"]:
-            notes.append(f"max_num_batched_tokens {max_num_batched_tokens} > the largest measured "
-                         f"step ({toks[1]:g} tokens)")
-    ctx = _span(regime.get("context"))
-    if ctx is not None:
-        outside["context"] = max_model_len > ctx[1]
-        if outside["context"]:
-            notes.append(f"max_model_len {max_model_len} > the longest measured context "
-                         f"({ctx[1]:g} tokens)")
+    for key, flag, value, what in (
+            ("tokens_per_step", "max_num_batched_tokens", max_num_batched_tokens,
+             "the largest measured step"),
+            ("context", "max_model_len", max_model_len, "the longest measured context")):
+        span = _span(regime.get(key))
+        if span is not None:
+            outside[key] = value > span[1]
+            if outside[key]:
+                notes.append(f"{flag} {value} > {what} ({span[1]:g} tokens)")
     tps = regime.get("tp")
     if isinstance(tps, list) and tps:
         outside["tp"] = tp not in [int(t) for t in tps]
