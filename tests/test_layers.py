@@ -23,6 +23,11 @@ LAYERS: list[tuple[str, list[str]]] = [
      ["simulator.plan", "simulator.sweep", "simulator.mitigations", "simulator.report",
       "simulator.report.*", "simulator.calibrate", "simulator.calibrate.*", "simulator.deploy",
       "simulator.deploy.*"]),
+    ("calibration: validation suites and the step-time fit (below the validate command, its report "
+     "and the calibrate commands)",
+     ["simulator.calibrate.validate_base", "simulator.calibrate.validate_silicon",
+      "simulator.calibrate.validate_dstack", "simulator.calibrate.validate_rocm",
+      "simulator.calibrate.validate_load", "simulator.calibrate.fit"]),
     ("run (and the package's notebook entry points)", ["simulator", "simulator.run"]),
     ("summary", ["simulator.metrics.summary", "simulator.metrics.regime"]),
     ("cost (the bill of a run)", ["simulator.cost"]),

@@ -18,7 +18,15 @@ from typer.testing import CliRunner
 
 from simulator.calibrate import datasets as ds
 from simulator.calibrate import validate as v
-from simulator.config import ClosedLoopArrivals, FixedLength, OfflineArrivals, PoissonArrivals
+from simulator.calibrate import validate_silicon as vs
+from simulator.config import (
+    ClosedLoopArrivals,
+    FixedLength,
+    FleetConfig,
+    ModelConfig,
+    OfflineArrivals,
+    PoissonArrivals,
+)
 from simulator.profiles import find_calibration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,7 +257,7 @@ def test_rocm_held_out_versions_come_from_the_mi300x_calibration(tmp_path):
 
 @pytest.mark.parametrize("warmup_excluded", [False, True])
 def test_closed_loop_case_mirrors_a_ten_wave_benchmark(warmup_excluded, monkeypatch):
-    monkeypatch.setattr(v, "WARMUP_EXCLUDED", warmup_excluded)
+    monkeypatch.setattr(vs, "WARMUP_EXCLUDED", warmup_excluded)
     sc = v.silicon_scenario(model="Llama-3.1-8B", weight_dtype="bf16", gpu="H100-SXM", tp=1,
                             isl=256, osl=16, concurrency=4)
     case = v.Case("silicon-dense", "H100-SXM", "p", "l", "closed_loop", sc,
@@ -281,8 +289,8 @@ def test_closed_loop_case_mirrors_a_ten_wave_benchmark(warmup_excluded, monkeypa
 def test_replay_sends_the_recorded_lengths_in_order():
     pairs = ((100, 5), (7, 1), (300, 20), (50, 2))
     sc = v.dstack_scenario("H100-SXM", 50.0, len(pairs)).model_copy(
-        update={"model": v.ModelConfig(name="Llama-3.1-8B", weight_dtype="bf16"),
-                "fleet": v.FleetConfig(gpu="H100-SXM", tp=1)})
+        update={"model": ModelConfig(name="Llama-3.1-8B", weight_dtype="bf16"),
+                "fleet": FleetConfig(gpu="H100-SXM", tp=1)})
     from simulator.run import simulate
 
     with v.replayed_requests(pairs):
@@ -374,7 +382,7 @@ def test_silicon_rows_are_simulated_with_the_family_of_their_version(monkeypatch
     if {"0.14", "0.19"} <= set(fams):
         assert got[:2] == ["0.14", "0.19"]
     assert any(n.startswith("calibration family by the recorded vLLM version") for n in notes)
-    monkeypatch.setattr(v, "FAMILY_BY_VERSION", False)
+    monkeypatch.setattr(vs, "FAMILY_BY_VERSION", False)
     cases, _, _ = v.build_silicon("silicon-dense", df)
     assert [c.scenario.step_time.calibration for c in cases] == ["auto"] * 3
 
