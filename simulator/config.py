@@ -22,6 +22,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator.cluster.autoscale_spec import AutoscalingConfig, ProvisioningConfig
+from simulator.cluster.frontend import APIServerConfig
 from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's models live there)
     ClientConfig,
     FaultsConfig,
@@ -91,6 +92,9 @@ class EngineConfig(Strict):
     memory_reserve_gib: float = Field(default=1.0, ge=0, le=4096)
     """Per-GPU memory outside torch tensors: CUDA/ROCm context, NCCL buffers and CUDA graphs
     (vLLM typically reports 0.5–1.5 GiB). Subtracted before the KV cache is sized."""
+    api_server: APIServerConfig = APIServerConfig(enabled=False)
+    """The API server in front of the engine core (``vllm serve``'s front end: tokenisation in,
+    detokenisation and streaming out; simulator.cluster.frontend)."""
 
     @model_validator(mode="after")
     def _check(self) -> EngineConfig:

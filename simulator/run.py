@@ -280,7 +280,7 @@ def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list
                     kv_bytes_per_token=d.model.kv_bytes_per_token(d.kv_dtype, 1),
                     tenants=frozenset(pc.tenants) if pc.tenants is not None else None,
                     pin=dict(pc.pin), decode_name=pc.decode_pool, deployment=d,
-                    weight=pc.weight)
+                    weight=pc.weight, api_server=e.api_server)
         fleet.add_pool(pool, pc.replicas, make_scheduler, step_model)
     fleet.build()
     return fleet

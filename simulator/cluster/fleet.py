@@ -40,6 +40,7 @@ import numpy as np
 import simpy
 
 from simulator.cluster.disagg import Link
+from simulator.cluster.frontend import APIServerConfig
 from simulator.cluster.gateway import FairQueue, Gateway, validate
 from simulator.cluster.ledger import RequestLog
 from simulator.cluster.replica import Replica
@@ -100,6 +101,8 @@ class Pool:
     """The pool's step-time model (kept for replicas added at run time)."""
     decode: Pool | None = None
     group: Group | None = None
+    api_server: APIServerConfig | None = None
+    """The API server in front of each replica's engine core (None: none)."""
 
 
 class Fleet:
@@ -175,7 +178,7 @@ class Fleet:
         assert pool.make_scheduler is not None and pool.step_time is not None
         rep = Replica(self.env, len(self.replicas), pool.make_scheduler, pool.step_time,
                       self.recorder, self.on_finish, pool=pool, index=len(pool.replicas),
-                      role=pool.role, fast_path=self.fast_path)
+                      role=pool.role, fast_path=self.fast_path, api_server=pool.api_server)
         pool.replicas.append(rep)
         self.replicas.append(rep)
         self.states.append(ReplicaState(rep, rep.id, weight=pool.weight))

@@ -21,20 +21,27 @@ behind three calls of the loop (:class:`~simulator.cluster.fast_path.DecodeFastP
 how and why it is exact). ``sim.fast_path: false`` (or ``fast_path=False`` here) switches it off:
 the same loop, every step through the scheduler, the same results bit for bit.
 
-Leaves out: async scheduling (overlap of CPU scheduling with the GPU step), detokenisation and
-network time between the engine and the client, API-server queueing; a prefill replica frees its KV
-blocks when its request finishes rather than when the decode side has pulled them.
+The API server in front of the engine core (:mod:`simulator.cluster.frontend`, ``engine.api_server``)
+sits at the two ends of the loop: :meth:`submit` hands a request to the scheduler once the API server
+has tokenised it, and a request's first token and its end reach the client through the API server's
+output lane (:meth:`_client_token`, :meth:`close_step`). With it off, both are instantaneous.
+
+Leaves out: async scheduling (overlap of CPU scheduling with the GPU step), network time between the
+engine and the client (the fleet's); a prefill replica frees its KV blocks when its request finishes
+rather than when the decode side has pulled them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 import simpy
 
 from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, step_end
+from simulator.cluster.frontend import APIServer, APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
@@ -53,7 +60,7 @@ class Replica(StepOwner):
                  make_scheduler: Callable[[], Scheduler], step_time: StepTimeModel,
                  recorder: Recorder, on_finish: Callable[[Request, Replica], None],
                  pool: Any = None, index: int = 0, role: str = "mixed", *,
-                 fast_path: bool = True) -> None:
+                 fast_path: bool = True, api_server: APIServerConfig | None = None) -> None:
         self.env = env
         self.id = replica_id
         self.pool = pool
@@ -67,7 +74,19 @@ class Replica(StepOwner):
         self.step_time = step_time
         self.recorder = recorder
         self.on_finish = on_finish
-        self._token = _no_token if role == "prefill" else recorder.token
+        api = APIServer(api_server) if api_server is not None and api_server.enabled else None
+        # A prefill replica's API server only tokenises (the decode side streams); a decode
+        # replica's only streams (its requests arrive tokenised, over the KV link).
+        self.api_in: APIServer | None = api if role != "decode" else None
+        """The API server's input lane (None: requests reach the scheduler at once)."""
+        self.api_out: APIServer | None = api if role != "prefill" else None
+        """The API server's output lane (None: tokens and ends reach the client at once)."""
+        self._tokenizing: dict[int, Request] = {}
+        """Requests in the API server's input lane, by id."""
+        self._delivering: dict[int, Request] = {}
+        """Requests the engine finished whose last chunk the output lane has not sent yet."""
+        self._token = _no_token if role == "prefill" else (
+            recorder.token if self.api_out is None else self._client_token)
         self._wake: simpy.Event | None = None
         self.busy_time = 0.0
         """GPU seconds spent in engine steps (one replica: its ``tp`` GPUs together)."""
@@ -117,6 +136,22 @@ class Replica(StepOwner):
 
     # ---- inputs ----------------------------------------------------------------------------
     def submit(self, req: Request) -> None:
+        api = self.api_in
+        if api is not None:
+            now = self.env._now
+            at = api.admit(now, req.prompt_len)
+            if at > now:  # the API server tokenises it first (frontend module)
+                self._tokenizing[req.request_id] = req
+                ev = self.env.timeout(at - now)
+                ev.callbacks.append(partial(self._tokenized, req))
+                return
+        self.scheduler.add_request(req)
+        self._kick()
+
+    def _tokenized(self, req: Request, _ev: object = None) -> None:
+        """The API server has sent ``req`` to the engine core (unless it was aborted or lost)."""
+        if self._tokenizing.pop(req.request_id, None) is None:
+            return
         self.scheduler.add_request(req)
         self._kick()
 
@@ -126,6 +161,9 @@ class Replica(StepOwner):
 
     def abort(self, req: Request) -> bool:
         """Client gone: drop the request wherever it is here and free its blocks."""
+        if self._tokenizing.pop(req.request_id, None) is not None \
+                or self._delivering.pop(req.request_id, None) is not None:
+            return True  # not in the engine yet, or the engine is done with it
         if self.fast is not None:
             self.fast.abort(req)
         for k, (r, _) in enumerate(self.pending):
@@ -245,6 +283,23 @@ class Replica(StepOwner):
                          plan.num_new_tokens.count(1), plan.num_scheduled_new,
                          len(plan.preempted), finished, now)
 
+    def _client_token(self, req: Request, now: float) -> None:
+        """A token left the engine at ``now``; a request's first one reaches the client through
+        the API server's output lane. Gaps between tokens stay the engine's (the lane shifts a
+        stream by about the same offset every step)."""
+        if req.first_token_time < 0:
+            api = self.api_out
+            assert api is not None
+            self.recorder.token(req, api.first_token(now))
+            req.last_token_time = now
+        else:
+            self.recorder.token(req, now)
+
+    def _delivered(self, req: Request, _ev: object = None) -> None:
+        """The response's last chunk reached the client: the fleet counts the request done."""
+        if self._delivering.pop(req.request_id, None) is not None:
+            self.on_finish(req, self)
+
     def close_step(self, start: float, dt: float, n_seqs: int, n_tok: int, n_dec: int,
                     num_new: int, n_preempted: int, finished: list[Request], now: float) -> None:
         """The end of every step, ordinary or fast: its step row, the finished requests handed
@@ -257,9 +312,23 @@ class Replica(StepOwner):
                            n_preempted, self.scheduler.num_waiting, self.kv.usage))
         else:
             recorder.num_steps += 1  # what step() counts
-        for req in finished:
-            req.finish_time = now
-            self.on_finish(req, self)
+        api = self.api_out
+        if api is None:
+            for req in finished:
+                req.finish_time = now
+                self.on_finish(req, self)
+        else:
+            base, gap = api.step_end(now, n_seqs, len(finished))
+            env = self.env
+            for j, req in enumerate(finished):
+                at = base + (j + 1) * gap
+                req.finish_time = at
+                if at > now:
+                    self._delivering[req.request_id] = req
+                    ev = env.timeout(at - now)
+                    ev.callbacks.append(partial(self._delivered, req))
+                else:
+                    self.on_finish(req, self)
         if self.pending:
             self._admit_pending()
 
@@ -301,7 +370,10 @@ class Replica(StepOwner):
             self.process.interrupt()
         self._wake = None
         sched = self.scheduler
-        lost = [*sched.running, *sched.waiting, *(r for r, _ in self.pending)]
+        lost = [*sched.running, *sched.waiting, *(r for r, _ in self.pending),
+                *self._tokenizing.values(), *self._delivering.values()]
+        self._tokenizing.clear()
+        self._delivering.clear()
         for req in lost:
             req.status = RequestStatus.FINISHED
         self.pending.clear()

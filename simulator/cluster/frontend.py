@@ -1,0 +1,150 @@
+"""vLLM's front end: the API server process(es) in front of one engine core.
+
+What this models: ``vllm serve`` runs the OpenAI-compatible HTTP server (``vllm/entrypoints/openai``)
+and ``AsyncLLM`` in one asyncio process per ``--api-server-count``, and the engine core (scheduler +
+GPU workers) in another. A request's path through it, and what each stage costs in CPU time:
+
+* **Input** (``OpenAIServing`` → ``AsyncLLM.add_request``): parse the HTTP body, render the chat
+  template, tokenise the prompt (on the server's tokenizer worker thread), build the
+  ``EngineCoreRequest`` and send it to the engine core over ZMQ. Cost ``request_s +
+  tokenize_s_per_token × prompt tokens``, served first come first served by the request's API
+  server process (the tokenizer thread is one thread: a burst of prompts is tokenised one after
+  another). The engine core drains its input queue between steps, so a request that lands during a
+  step is scheduled in the next one (the replica's loop already does that).
+* **Output** (``AsyncLLM.output_handler`` → ``OutputProcessor.process_outputs`` → the request's
+  streaming generator): every step the engine core sends one output per running request; the API
+  server detokenises each new token incrementally and writes one SSE chunk per request, one request
+  after the other. Output ``k`` of a step (in the engine's order) reaches its client at
+  ``start + k × output_s`` where ``start`` is the step's end, or later if the process is still busy
+  with the previous steps' outputs (a saturated front end delays every stream).
+
+What the client sees moves with it: the first token (TTFT) and the end of the response (when a
+closed-loop client sends its next request, and when the router counts the request done) are
+delivered through the output lane; the engine frees the request's KV blocks at the step's end as
+before. The serialisation is what spreads a wave of closed-loop clients that the engine finished in
+the same step: their next requests reach the engine a few hundred microseconds to milliseconds
+apart, and once that spread crosses a step boundary the wave splits — the drift real benchmark
+clients show and an instantaneous front end never produces.
+
+Coefficients (provenance in each field's docstring): nothing in ../shared/data isolates API-server
+CPU time (every end-to-end run folds it into TTFT and TPOT), so they are priors: the tokenizer and
+the incremental detokenizer were measured here with HF ``tokenizers`` (``scripts/measure_frontend.py``);
+the per-request and per-output Python overheads are conservative priors. The measurement that would
+calibrate them: ``vllm bench serve`` against one ``vllm serve`` at fixed concurrency with
+``py-spy record`` on the API server process (its CPU seconds per request and per streamed chunk),
+or ``VLLM_LOG_STATS`` with ``--api-server-count 1`` vs 4 at the same load.
+
+Leaves out: HTTP keep-alive and connection setup, the asyncio loop's scheduling jitter, GIL contention
+between the tokenizer thread and the output loop (they are modelled as two independent lanes), and
+the engine core's own output serialisation (in the step time's CPU overhead).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from simulator.profiles import Strict
+
+TOKENIZE_S_PER_TOKEN = 2.7e-6
+"""HF ``tokenizers`` 0.23.3 byte-level BPE (100k vocabulary) encoding 1k–16k-token prompts on one
+core of this project's 2-core development machine: 2.2–3.5 µs per token, median 2.7
+(``scripts/measure_frontend.py``)."""
+DETOKENIZE_S_PER_TOKEN = 1.3e-6
+"""The same tokenizer's incremental ``DecodeStream.step`` (what vLLM v1's fast incremental
+detokenizer calls per new token): 1.3 µs per token (``scripts/measure_frontend.py``)."""
+OUTPUT_S_PER_REQUEST = 20e-6
+"""Per request per step in the API server: detokenising the new token plus building the
+``RequestOutput``, the SSE chunk's JSON and the socket write (prior: 1.3 µs measured for the
+detokenisation, the Python-level rest taken as ~19 µs; not isolated by any data here)."""
+REQUEST_S = 0.5e-3
+"""Per request before tokenisation: HTTP parsing, request validation, chat-template rendering,
+sampling parameters and the ``EngineCoreRequest`` sent over ZMQ (prior, not isolated by any data
+here)."""
+
+
+class APIServerConfig(Strict):
+    """The API server in front of each replica's engine core (``vllm serve``'s front end)."""
+
+    enabled: bool = True
+    """Model the front end. Off: requests reach the engine core and tokens reach the client
+    instantly (what vLLM's offline ``LLM`` class does — benchmark_throughput / benchmark_latency
+    runs have no API server)."""
+    api_server_count: int = Field(default=1, ge=1, le=256)
+    """``--api-server-count``: API server processes; requests are spread over them round robin
+    and each has its own tokenizer thread and output loop."""
+    request_s: float = Field(default=REQUEST_S, ge=0, le=10)
+    """CPU seconds per request before tokenisation (see :data:`REQUEST_S`)."""
+    tokenize_s_per_token: float = Field(default=TOKENIZE_S_PER_TOKEN, ge=0, le=1)
+    """CPU seconds per prompt token to tokenise (see :data:`TOKENIZE_S_PER_TOKEN`)."""
+    output_s: float = Field(default=OUTPUT_S_PER_REQUEST, ge=0, le=1)
+    """CPU seconds per request per step to detokenise and stream its new token (see
+    :data:`OUTPUT_S_PER_REQUEST`)."""
+
+
+class APIServer:
+    """The API server processes of one replica: an input lane (tokenizer thread) and an output
+    lane (output loop) per process, each first come first served.
+
+    ``admit`` gives the time a request reaches the engine core; ``first_token`` / ``step_end``
+    give the times the step's outputs reach their clients. Calls come in time order per lane (the
+    replica's steps end in order, even when its fast path runs ahead of the clock)."""
+
+    __slots__ = (
+        "_in_busy",
+        "_next",
+        "_out_busy",
+        "_step_base",
+        "_step_k",
+        "_step_t",
+        "output_s",
+        "procs",
+        "request_s",
+        "tokenize_s",
+    )
+
+    def __init__(self, cfg: APIServerConfig) -> None:
+        self.request_s = cfg.request_s
+        self.tokenize_s = cfg.tokenize_s_per_token
+        self.procs = cfg.api_server_count
+        # NOTE: a step's outputs are spread over the processes round robin, so one process
+        # handles 1/procs of them: the output lane is costed per output as output_s / procs.
+        self.output_s = cfg.output_s / self.procs
+        self._in_busy = [0.0] * self.procs
+        self._next = 0
+        self._out_busy = 0.0
+        self._step_t = -1.0
+        self._step_base = 0.0
+        self._step_k = 0
+
+    def admit(self, now: float, prompt_tokens: int) -> float:
+        """A request arrives at ``now``: when its tokenised request reaches the engine core."""
+        p = self._next
+        self._next = (p + 1) % self.procs
+        busy = self._in_busy
+        start = busy[p] if busy[p] > now else now
+        done = start + self.request_s + self.tokenize_s * prompt_tokens
+        busy[p] = done
+        return done
+
+    def _base(self, now: float) -> float:
+        if now != self._step_t:
+            self._step_t = now
+            self._step_base = self._out_busy if self._out_busy > now else now
+            self._step_k = 0
+        return self._step_base
+
+    def first_token(self, now: float) -> float:
+        """A request's first token left the engine in the step ending at ``now``: when it reaches
+        the client (its output's turn in the step's output processing)."""
+        base = self._base(now)
+        self._step_k += 1
+        return base + self._step_k * self.output_s
+
+    def step_end(self, now: float, n_outputs: int, finished: int) -> tuple[float, float]:
+        """The step ending at ``now`` produced ``n_outputs`` outputs: occupy the output lane with
+        them. Returns (base, gap): finished request ``j`` of the step (0-based) reaches its client
+        at ``base + (first_tokens + j + 1) × gap``, after the step's first tokens."""
+        base = self._base(now)
+        gap = self.output_s
+        self._out_busy = base + max(n_outputs, self._step_k + finished) * gap
+        return base + self._step_k * gap, gap
