@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, list[str]]] = [
      "and the calibrate commands)",
      ["simulator.calibrate.validate_base", "simulator.calibrate.validate_silicon",
       "simulator.calibrate.validate_dstack", "simulator.calibrate.validate_rocm",
-      "simulator.calibrate.validate_load", "simulator.calibrate.fit"]),
+      "simulator.calibrate.validate_load", "simulator.calibrate.fit", "simulator.calibrate.fit_*"]),
     ("run (and the package's notebook entry points)", ["simulator", "simulator.run"]),
     ("summary", ["simulator.metrics.summary", "simulator.metrics.regime"]),
     ("cost (the bill of a run)", ["simulator.cost"]),

@@ -13,7 +13,7 @@ versions of the same source, the split is stated per suite.
     ``max_num_seqs`` = prompts, fixed input/output lengths), vLLM versions held out of the MI300X
     fit (the same split as ``rocm-mi300x``: :func:`validate.rocm_version_split`). The README's
     "Throughput (tokens/s)" does not say whether it counts prompt tokens; it is read as the MI300X
-    fit reads it (``fit.ROCM_THROUGHPUT_TOTAL``: output tokens/s, the reading under which the fit
+    fit reads it (``fit_rocm.ROCM_THROUGHPUT_TOTAL``: output tokens/s, the reading under which the fit
     versions' rows agree with each other); engine flags as the README's throughput command
     (``--max-num-batched-tokens 131072``, ``--max-model-len 8192``, chunked prefill off).
 
@@ -160,8 +160,8 @@ def build_rocm_throughput(case: Callable[..., Any],
     notes = [f"held-out versions: {', '.join(held) or 'none'} ({source})",
              f"{len(cases)} points (newest value per version and config; values carried over "
              f"from an older README version dropped); measured tokens/s read as output "
-             f"tokens/s (fit.ROCM_THROUGHPUT_TOTAL); engine: max_num_batched_tokens 131072, chunked prefill "
-             f"off, FP8 KV"]
+             f"tokens/s (fit_rocm.ROCM_THROUGHPUT_TOTAL); engine: max_num_batched_tokens 131072, "
+             f"chunked prefill off, FP8 KV"]
     return cases, [], notes
 
 
@@ -241,7 +241,7 @@ def reduce_throughput(case: Any, res: Any) -> dict[str, float]:
     span = float(req["finish_s"].max()) - float(req["arrival_s"].min())
     out: dict[str, float] = {}
     if case.suite == "rocm-throughput":
-        from simulator.calibrate.fit import ROCM_THROUGHPUT_TOTAL
+        from simulator.calibrate.fit_rocm import ROCM_THROUGHPUT_TOTAL
 
         toks = float(req["output_tokens"].sum())
         if ROCM_THROUGHPUT_TOTAL:

@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simulator.calibrate import datasets as ds
-from simulator.calibrate import fit
+from simulator.calibrate import fit, fit_aic, fit_bench, fit_core, fit_rocm
 from simulator.config import scenario_from_dict
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request
@@ -96,7 +96,7 @@ def test_every_calibration_file_loads_and_is_physical():
         else:
             assert 200 <= co.step_overhead_us <= 10_000, c.gpu
             assert 0 <= co.per_seq_overhead_us <= 200, c.gpu
-        assert co.layer_overhead_us <= fit.LAYER_OVERHEAD_MAX_US + 1e-9 or c.gpu.startswith("MI")
+        assert co.layer_overhead_us <= fit_aic.LAYER_OVERHEAD_MAX_US + 1e-9 or c.gpu.startswith("MI")
         assert 0 < co.gemm_latency_us < 50 and 0 < co.attn_latency_us < 100
         pv = c.provenance
         assert pv.method and pv.data and pv.commit and pv.date
@@ -123,7 +123,7 @@ def test_fitted_files_record_their_residuals():
 
 def test_mi300x_provenance_states_the_version_split():
     c = find_calibration("MI300X")
-    assert c is not None and c.vllm_family == fit.MI300X_FAMILY
+    assert c is not None and c.vllm_family == fit_rocm.MI300X_FAMILY
     m = c.provenance.method
     assert "FIT SET: vLLM 0.6.6, 0.7.3, 0.8.3, 0.8.5" in m
     assert "HELD OUT for validation: vLLM 0.9.0.1, 0.9.1, 0.10.0" in m
@@ -131,7 +131,7 @@ def test_mi300x_provenance_states_the_version_split():
     assert c.provenance.data == [
         "calibration/rocm-vllm-devdocker/mi300x_devdocker_latency_dedup.csv",
         "calibration/rocm-vllm-devdocker/mi300x_devdocker_throughput_dedup.csv"]
-    for v in fit.MI300X_FIT_VERSIONS:
+    for v in fit_rocm.MI300X_FIT_VERSIONS:
         assert f"e2e_{v}_median_abs_rel_err_pct" in c.provenance.residuals
     for table in ("latency", "throughput"):
         assert c.provenance.residuals[f"{table}_median_abs_rel_err_pct"] < 10.0
@@ -148,12 +148,12 @@ def test_mi300x_throughput_rows_are_static_batches_of_the_fit_versions_only():
         pytest.skip(f"shared data not found: {ds.shared_data_root().joinpath(*rel)} "
                     f"(set {ds.ENV_VAR} to the shared data root)")
     used: list[str] = []
-    cases = fit.rocm_throughput_cases(load_gpu("MI300X"), fit.MI300X_FIT_VERSIONS, used)
-    assert cases and {c.version for c in cases} <= set(fit.MI300X_FIT_VERSIONS)
+    cases = fit_rocm.rocm_throughput_cases(load_gpu("MI300X"), fit_rocm.MI300X_FIT_VERSIONS, used)
+    assert cases and {c.version for c in cases} <= set(fit_rocm.MI300X_FIT_VERSIONS)
     c = max(cases, key=lambda c: c.batch)
     assert c.batch == 3200 and c.input_len == 128 and c.output_len == 2048
-    # Elapsed time = output tokens / the README's tokens/s (fit.ROCM_THROUGHPUT_TOTAL False).
-    assert not fit.ROCM_THROUGHPUT_TOTAL
+    # Elapsed time = output tokens / the README's tokens/s (fit_rocm.ROCM_THROUGHPUT_TOTAL False).
+    assert not fit_rocm.ROCM_THROUGHPUT_TOTAL
     assert 3200 * 2048 / c.latency_s > 10_000
 
 
@@ -183,7 +183,7 @@ def test_static_batch_steps_match_the_scheduler_step_by_step():
     st = RooflineStepTime(load_model("Llama-3.1-70B"), load_gpu("H100-SXM"), tp=4,
                           weight_dtype="fp8", kv_dtype="fp8", calibration=Calibration())
     for batch, inp, out in ((3, 100, 7), (16, 2000, 40), (4, 9000, 5), (1, 128, 1)):
-        feats = fit.static_batch_steps(batch, inp, out, num_blocks=100_000)
+        feats = fit_core.static_batch_steps(batch, inp, out, num_blocks=100_000)
         s = Scheduler(SchedulerConfig(max_num_seqs=batch, max_num_batched_tokens=8192,
                                       max_model_len=inp + out + 16),
                       KVCacheManager(100_000, 16, True, inp + out + 16))
@@ -208,9 +208,9 @@ def test_static_latency_equals_simulating_the_offline_batch():
                      "output_len": {"kind": "fixed", "value": out}}})
     res = simulate(sc)
     gpu = load_gpu("H100-SXM")
-    case = fit.StaticCase("t", "Llama-3.1-8B", 1, "bf16", "bf16", batch, inp, out, 0.0,
-                          fit.static_batch_steps(batch, inp, out, num_blocks=10_000))
-    pred = fit.static_latency(case, gpu, res.deployment.calibration)
+    case = fit_core.StaticCase("t", "Llama-3.1-8B", 1, "bf16", "bf16", batch, inp, out, 0.0,
+                          fit_core.static_batch_steps(batch, inp, out, num_blocks=10_000))
+    pred = fit_core.static_latency(case, gpu, res.deployment.calibration)
     assert pred == pytest.approx(res.summary["sim"]["sim_time_s"], rel=1e-9)
 
 
@@ -233,11 +233,11 @@ def test_refit_reproduces_the_committed_coefficients(refit):
 def test_kernel_fit_is_deterministic():
     need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
     gpu = load_gpu("H100-SXM")
-    df = fit._kernels("H100-SXM", "allreduce", fit.KERNEL_VERSION["H100-SXM"], [])
-    a = fit.fit_allreduce(gpu, df, Calibration())
-    assert fit.fit_allreduce(gpu, df, Calibration()).values == a.values  # bit for bit
+    df = fit_aic._kernels("H100-SXM", "allreduce", fit_aic.KERNEL_VERSION["H100-SXM"], [])
+    a = fit_aic.fit_allreduce(gpu, df, Calibration())
+    assert fit_aic.fit_allreduce(gpu, df, Calibration()).values == a.values  # bit for bit
     # The optimum, not the path: another start lands on the same coefficients (to 1e-6).
-    b = fit.fit_allreduce(gpu, df, Calibration(allreduce_latency_us=20.0,
+    b = fit_aic.fit_allreduce(gpu, df, Calibration(allreduce_latency_us=20.0,
                                                allreduce_bw_efficiency=0.9))
     for k, v in a.values.items():
         assert b.values[k] == pytest.approx(v, rel=1e-6)
@@ -263,7 +263,7 @@ def test_rewriting_unchanged_coefficients_is_byte_identical(refit, tmp_path):
 
 def test_check_mode_passes_on_committed_files_and_fails_on_drift(refit, tmp_path, monkeypatch):
     monkeypatch.setattr(fit, "fit_all", lambda gpus=None: [
-        fit.GpuFit(p) for p in refit.values() if gpus is None or p.gpu in gpus])
+        fit_core.GpuFit(p) for p in refit.values() if gpus is None or p.gpu in gpus])
     for p in refit.values():
         shutil.copy(fit.calibration_path(p.gpu, p.vllm_family), tmp_path)
     runner = CliRunner()
@@ -296,7 +296,7 @@ def test_from_bench_fit_beats_the_starting_calibration(tmp_path):
     except ds.DataMissing as e:
         pytest.skip(f"shared data not found: {e}")
     row = runs[(runs["gpu"] == "H100-SXM") & (runs["qps"] == 16.0)].iloc[0]
-    prof, info = fit.fit_from_benchmark(row["path"], "H100-SXM", "Llama-3.1-405B", 8, "fp8",
+    prof, info = fit_bench.fit_from_benchmark(row["path"], "H100-SXM", "Llama-3.1-405B", 8, "fp8",
                                         max_num_seqs=512, max_num_batched_tokens=512,
                                         max_iters=1)
     assert prof.vllm_family == "custom" and prof.gpu == "H100-SXM"
@@ -321,7 +321,7 @@ def test_changed_coefficients_compares_flags_and_optional_values():
     assert fit.changed_coefficients(a, b) == ["fp8_act_quant", "moe_efficiency_fp4"]
     c = b.model_copy(update={"moe_efficiency_fp4": 0.5 * (1 + 1e-9)})
     assert fit.changed_coefficients(b, c) == []
-    rounded = fit._rounded(b)
+    rounded = fit_core._rounded(b)
     assert rounded.fp8_act_quant is True and rounded.moe_bw_efficiency_fp4 is None
 
 
@@ -351,7 +351,7 @@ def test_allreduce_fit_has_one_curve_per_group_size_and_it_beats_the_shared_one(
     need("calibration", "aiconfigurator", "systems", "data", "h100_sxm")
     gpu = load_gpu("H100-SXM")
     df = ds.aiconfigurator_kernels("H100-SXM", "allreduce", "0.24.0")
-    r = fit.fit_allreduce(gpu, df, Calibration())
+    r = fit_aic.fit_allreduce(gpu, df, Calibration())
     assert sorted(r.values["allreduce_bw_efficiency_by_tp"]) == [2, 4, 8]
     assert sorted(r.values["allreduce_latency_us_by_tp"]) == [2, 4, 8]
     assert r.residuals["allreduce_median_abs_rel_err_pct"] \
@@ -380,10 +380,10 @@ def test_moe_fit_has_its_own_m_half_and_no_bias_between_decode_and_prefill_sizes
     df = ds.aiconfigurator_kernels("H100-SXM", "moe", "0.24.0")
     start = Calibration(gemm_m_half=142.8)  # the dense fit's value
     fp4 = dtypes == ("w4a16_mxfp4",)
-    r = (fit.fit_moe_fp4 if fp4 else fit.fit_moe)(gpu, df, start)
+    r = (fit_aic.fit_moe_fp4 if fp4 else fit_aic.fit_moe)(gpu, df, start)
     m_half = r.values["moe_m_half_fp4" if fp4 else "moe_m_half"]
     assert 0.5 < m_half < start.gemm_m_half  # the grouped kernel ramps up faster than a GEMM
-    tokens = fit._moe_arrays(fit._moe_rows(df, list(dtypes)))["T"]
+    tokens = fit_aic._moe_arrays(fit_aic._moe_rows(df, list(dtypes)))["T"]
     err = r.rel_errors
     decode, prefill = (tokens >= 16) & (tokens <= 512), tokens >= 6144
     # With the dense m_half the MXFP4 fit was ~+45 % at decode sizes and ~-25 % at prefill sizes.
@@ -403,7 +403,7 @@ def test_v1_split_keeps_the_kernels_and_moves_the_pre_v1_overheads_to_family_v0(
     prof = CalibrationProfile.model_validate({
         "gpu": "H100-SXM", "vllm_family": "0.24", "coefficients": cal.model_dump(),
         "provenance": {"method": "kernels.", "data": ["x"], "date": "2026-01-01"}})
-    v1, v0 = fit.split_v1_v0(fit.GpuFit(prof))
+    v1, v0 = fit.split_v1_v0(fit_core.GpuFit(prof))
     assert (v1.profile.vllm_family, v0.profile.vllm_family) == ("0.24", fit.V0_FAMILY)
     assert v0.profile.coefficients == cal
     for k, v in fit.V1_OVERHEADS.items():
@@ -418,12 +418,12 @@ def test_balanced_moe_rows_touch_every_expert_they_route_to(monkeypatch):
     rows = pd.DataFrame({"num_tokens": [1, 8, 32, 64], "topk": [4] * 4,
                             "num_experts": [128] * 4, "hidden_size": [2880] * 4,
                             "inter_size": [2880] * 4, "moe_tp": [1] * 4})
-    monkeypatch.setattr(fit, "BALANCED_MOE_TOUCHES_ALL", True)
-    a = fit._moe_arrays(rows)
+    monkeypatch.setattr(fit_aic, "BALANCED_MOE_TOUCHES_ALL", True)
+    a = fit_aic._moe_arrays(rows)
     assert list(a["touched"]) == [4, 32, 128, 128]  # min(E, T·k)
     assert list(a["m"]) == [1, 1, 1, 2]  # tokens per touched expert
-    monkeypatch.setattr(fit, "BALANCED_MOE_TOUCHES_ALL", False)
-    assert fit._moe_arrays(rows)["touched"][2] < 128  # random-routing expectation
+    monkeypatch.setattr(fit_aic, "BALANCED_MOE_TOUCHES_ALL", False)
+    assert fit_aic._moe_arrays(rows)["touched"][2] < 128  # random-routing expectation
 
 
 def test_refit_writes_every_family_and_auto_keeps_the_newest(refit):
@@ -433,8 +433,8 @@ def test_refit_writes_every_family_and_auto_keeps_the_newest(refit):
     for g in ("H100-SXM", "H200-SXM"):
         found = find_calibration(g)
         assert found is not None and found.vllm_family == "0.24"  # auto: the newest family
-        for v in fit.OLDER_KERNEL_VERSIONS[g]:
-            p = refit[f"{g}__vllm-{fit._family(v)}"]
+        for v in fit_aic.OLDER_KERNEL_VERSIONS[g]:
+            p = refit[f"{g}__vllm-{fit_aic._family(v)}"]
             assert "V1 PRIOR" in p.provenance.method and f"vLLM {v} kernel tables" in p.provenance.method
             for k, val in fit.V1_OVERHEADS.items():
                 assert getattr(p.coefficients, k) == val
@@ -454,7 +454,7 @@ def _median_attention_tflops(gpu_name: str, version: str) -> float:
     key = pd.Series(list(zip(df["num_heads"], df["num_kv_heads"], df["head_dim"], strict=True)),
                     index=df.index)
     df = df[(df["window_size"] == 0) & (df["attn_dtype"] == "bfloat16")
-            & (df["kv_cache_dtype"] == "bfloat16") & key.isin(fit.attention_heads())
+            & (df["kv_cache_dtype"] == "bfloat16") & key.isin(fit_aic.attention_heads())
             & (df["seq_len"] >= 4096)]
     s = df["seq_len"].to_numpy(float)
     flops = (4.0 * df["num_heads"] * df["head_dim"] * df["batch_size"]).to_numpy(float) \
@@ -464,7 +464,7 @@ def _median_attention_tflops(gpu_name: str, version: str) -> float:
 
 def test_substituted_kernel_table_is_unphysical_and_its_substitute_is_not():
     need("calibration", "aiconfigurator", "systems", "data", "h200_sxm")
-    for (gpu_name, kind, version), (sub, why) in fit.TABLE_SUBSTITUTES.items():
+    for (gpu_name, kind, version), (sub, why) in fit_aic.TABLE_SUBSTITUTES.items():
         assert kind == "context_attention" and why
         peak = load_gpu(gpu_name).bf16_tflops
         assert _median_attention_tflops(gpu_name, version) > 2 * peak  # faster than possible

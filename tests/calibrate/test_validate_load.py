@@ -48,7 +48,7 @@ def test_errors_split_by_regime_of_each_point():
 
 def test_rocm_throughput_suite_holds_out_the_versions_the_mi300x_fit_did_not_use():
     _need("calibration", "rocm-vllm-devdocker")
-    from simulator.calibrate.fit import MI300X_FIT_VERSIONS
+    from simulator.calibrate.fit_rocm import MI300X_FIT_VERSIONS
 
     cases, skipped, notes = vl.build_rocm_throughput(v.Case, v.rocm_version_split)
     assert cases and not skipped
