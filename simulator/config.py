@@ -235,6 +235,7 @@ from simulator.workload.spec import (  # noqa: E402, F401
     TableLength,
     TenantSpec,
     TraceArrivals,
+    UniformLength,
     WeibullArrivals,
     WorkloadConfig,
 )

@@ -439,8 +439,10 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
             f"metrics.max_sim_time_s): the arrival process (workload.arrival: its rate, a trace's "
             f"rate_scale, time_scale or start_s/end_s window) sends its first request later; "
             f"raise the rate or the time limit")
+    # The measured window: metrics.warmup_s, or later where a client's warm-up phase ended.
+    warmup_s = max(sc.metrics.warmup_s, traffic.measure_from_s)
     summary = summarize(requests, steps, samples, itl, counts=counts,
-                        warmup_s=sc.metrics.warmup_s, end_s=end, preemptions=preempt,
+                        warmup_s=warmup_s, end_s=end, preemptions=preempt,
                         prefix_queries=queries, prefix_hits=hits, sim=sim)
     # ---- fleet figures (issue 4): the outcome `failed` joins the request identity
     # arrived = completed + rejected + timed_out + failed + in_flight; attempts, reasons, pools.
@@ -448,7 +450,7 @@ def simulate(sc: Scenario, progress: Any = None) -> Results:
     replicas = rec.replica_frame(end)
     fleet_extra = fleet.extra_summary()
     fleet_extra["retries_denied_by_budget"] = clients.retries_denied
-    summary["fleet"] = fleet_summary(requests, attempts, replicas, sc.metrics.warmup_s, fleet_extra)
+    summary["fleet"] = fleet_summary(requests, attempts, replicas, warmup_s, fleet_extra)
     summary["deployment"] = dep.describe()
     summary["regime"] = regime_summary(
         samples, calibration=dep.calibration_source, regime=dep.calibration_regime, tp=dep.tp,

@@ -16,6 +16,13 @@ timeouts, at once (the recipe for a retry storm) or after exponential backoff wi
 optional retry budget shared by all clients. 400 and 401 are never retried. With no timeout and no
 retries a request needs no client process: it goes straight to the fleet (the fast path).
 
+Benchmark clients as they are: ``vllm bench serve`` / benchmark_serving.py send a request list at
+``--request-rate`` (``workload.arrival`` poisson or gamma with ``cv = 1/√burstiness``) with at most
+``--max-concurrency`` in flight (``workload.max_concurrency``: :func:`capped_open_loop`); with an
+infinite rate that is a closed loop of ``concurrency`` clients. aiperf / genai-perf concurrency mode
+is a closed loop whose warm-up phase is drained before the measured phase starts with every client
+at once (``arrival.warmup_requests``: :func:`warmup_then_measure`).
+
 Leaves out: ``Retry-After`` hints, hedged requests, client-side connection pools. A retry is a new
 engine request: its shared prefix blocks hit the cache, but its own prompt blocks get new hashes, so
 they are recomputed even on the replica that saw the first attempt.
@@ -23,6 +30,7 @@ they are recomputed even on the replica that saw the first attempt.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +192,62 @@ def open_loop(env: simpy.Environment, stream: OpenLoopStream, send: Callable[[Re
         send(spec)
 
 
+def capped_open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Submit,
+                     until: float | None, cap: int) -> Generator[simpy.Event, Any, None]:
+    """``vllm bench serve --max-concurrency``: each request is due at its arrival time, but at most
+    ``cap`` are in flight (vllm/benchmarks/serve.py: a task per request, ``async with semaphore``
+    around the request; its latencies count from inside the semaphore). A due request that finds
+    every slot busy waits, in order, and is sent the moment one ends."""
+    waiting: deque[RequestSpec] = deque()
+    free = [cap]
+
+    def release(_ev: simpy.Event) -> None:
+        if waiting:
+            submit(waiting.popleft()).callbacks.append(release)
+        else:
+            free[0] += 1
+
+    for t, spec in zip(stream.times, stream.specs, strict=False):
+        if until is not None and t > until:
+            return
+        if t > env._now:
+            yield env.timeout(t - env._now)
+        if free[0] > 0:
+            free[0] -= 1
+            submit(spec).callbacks.append(release)
+        else:
+            waiting.append(spec)
+
+
+def warmup_then_measure(env: simpy.Environment, group: ClosedLoopGroup, submit: Submit,
+                        traffic: Traffic) -> Generator[simpy.Event, Any, None]:
+    """aiperf's credit phases (aiperf/timing/credit_issuing_strategy.py): the warm-up phase sends
+    ``group.warmup`` requests with ``group.concurrency`` in flight and waits until every one has
+    returned; then the profiling phase starts all its clients at once and sends ``group.limit``.
+    The measured window opens at the start of the profiling phase (``traffic.measure_from_s``)."""
+    n = min(group.concurrency, group.warmup)
+    budget = [group.warmup]
+    yield env.all_of([env.process(closed_loop_client(env, group.specs, submit, group.think_time_s,
+                                                     budget, traffic.until,
+                                                     i * group.ramp_up_s / group.concurrency))
+                      for i in range(n)])
+    traffic.measure_from_s = max(traffic.measure_from_s, env._now)
+    start_closed_group(env, group, submit, traffic.until)
+
+
+def start_closed_group(env: simpy.Environment, g: ClosedLoopGroup, submit: Submit,
+                       until: float | None) -> None:
+    """Start a closed-loop group's clients (client i at i × ramp_up_s / concurrency)."""
+    budget = [g.limit] if g.limit is not None else None
+    # NOTE: a client past the group's request budget would never send (the first ``limit``
+    # clients to start take it all), so only as many clients as requests are started; the
+    # ramp keeps its spacing, so the results are the same.
+    n = g.concurrency if g.limit is None else min(g.concurrency, g.limit)
+    for i in range(n):
+        env.process(closed_loop_client(env, g.specs, submit, g.think_time_s, budget, until,
+                                       i * g.ramp_up_s / g.concurrency))
+
+
 def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], submit: Submit,
                        think_time_s: float, budget: list[int] | None, until: float | None,
                        start_s: float = 0.0) -> Generator[simpy.Event, Any, None]:
@@ -240,16 +304,16 @@ def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,
     :meth:`Clients.submit`, which applies the client policy); open-loop sources send through
     ``fire`` when given (the same without an event to wait for: :meth:`Clients.fire`)."""
     for stream in traffic.open_loop:
-        env.process(open_loop(env, stream, fire or submit, traffic.until))
+        if stream.max_concurrency is not None:
+            env.process(capped_open_loop(env, stream, submit, traffic.until,
+                                         stream.max_concurrency))
+        else:
+            env.process(open_loop(env, stream, fire or submit, traffic.until))
     for group in traffic.closed_loop:
         g: ClosedLoopGroup = group
-        budget = [g.limit] if g.limit is not None else None
-        # NOTE: a client past the group's request budget would never send (the first ``limit``
-        # clients to start take it all), so only as many clients as requests are started; the
-        # ramp keeps its spacing, so the results are the same.
-        n = g.concurrency if g.limit is None else min(g.concurrency, g.limit)
-        for i in range(n):
-            env.process(closed_loop_client(env, g.specs, submit, g.think_time_s, budget,
-                                           traffic.until, i * g.ramp_up_s / g.concurrency))
+        if g.warmup > 0:
+            env.process(warmup_then_measure(env, g, submit, traffic))
+        else:
+            start_closed_group(env, g, submit, traffic.until)
     for sessions in traffic.sessions:
         env.process(session_source(env, sessions, submit, traffic.until))

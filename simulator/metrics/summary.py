@@ -239,7 +239,7 @@ def post_summary(res: Any) -> dict[str, Any]:
     window = _window_s(summary)
     req = res.requests
     measured = measured_requests(req[[c for c in _MEASURED_COLUMNS if c in req.columns]],
-                                 sc.metrics.warmup_s)
+                                 float(summary["window_s"]["start"]))
     out: dict[str, Any] = {"tenants": tenant_summary(measured, window)}
     end = float(summary["sim"]["sim_time_s"])
     out["slo"] = slo_summary(measured, sc.slo, window, end) if sc.slo is not None else None

@@ -13,7 +13,8 @@ printed block and the result dict, without ``--save-detailed``'s per-request lis
 (date, backend, model, traffic settings).
 
 A simulated "benchmark" is the run's measurement window: requests arriving after
-``metrics.warmup_s``; successful = completed, failed = rejected, timed out or failed (requests
+``metrics.warmup_s`` (or after a client's warm-up phase: the summary's ``window_s``); successful =
+completed, failed = rejected, timed out or failed (requests
 still in flight when the run stopped are neither: a real benchmark would have waited for them).
 vLLM's default percentile metrics are ``ttft,tpot,itl``; E2EL is added here as
 ``--percentile-metrics ttft,tpot,itl,e2el`` would. The backend is written as ``servesim``.
@@ -61,11 +62,12 @@ def _traffic(sc: Any) -> tuple[Any, float, int | None]:
     """(request_rate, burstiness, max_concurrency) as vLLM records them for this arrival process."""
     arr = sc.workload.arrival
     kind = getattr(arr, "kind", None)
+    cap = sc.workload.max_concurrency
     if kind == "poisson":
-        return float(arr.rate), 1.0, None
+        return float(arr.rate), 1.0, cap
     if kind == "gamma":
         # vLLM's Gamma shape is its burstiness; servesim's cv = 1/sqrt(shape).
-        return float(arr.rate), 1.0 / float(arr.cv) ** 2, None
+        return float(arr.rate), 1.0 / float(arr.cv) ** 2, cap
     if kind == "closed_loop":
         return "inf", 1.0, int(arr.concurrency)
     return "inf", 1.0, None
@@ -92,7 +94,7 @@ def bench_result(res: Any, percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     sc = res.scenario
     summary = res.summary
     req = res.requests
-    measured = req[req["arrival_s"] >= sc.metrics.warmup_s]
+    measured = req[req["arrival_s"] >= float(summary["window_s"]["start"])]
     outcome = measured["outcome"].astype(str)
     done = measured[outcome == names.COMPLETED]
     failed = int((~outcome.isin([names.COMPLETED, names.IN_FLIGHT])).sum())

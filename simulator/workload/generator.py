@@ -103,6 +103,9 @@ class OpenLoopStream:
 
     times: Iterator[float]
     specs: Iterator[RequestSpec]
+    max_concurrency: int | None = None
+    """At most this many in flight; the rest wait at the client, in order (``vllm bench serve
+    --max-concurrency``)."""
 
 
 @dataclass
@@ -116,6 +119,9 @@ class ClosedLoopGroup:
     """Requests this group sends in total (None = until ``until``)."""
     ramp_up_s: float = 0.0
     """Client i of N starts at i × ramp_up_s / N."""
+    warmup: int = 0
+    """Warm-up requests sent first (beyond ``limit``); the measured phase starts when they have
+    all ended (aiperf's warm-up phase)."""
 
 
 @dataclass
@@ -143,6 +149,9 @@ class Traffic:
     """Stop sending after this simulated time (None: when the streams end)."""
     expected_requests: int | None = None
     """Requests that will be sent in total, if known (the run stops when all have ended)."""
+    measure_from_s: float = 0.0
+    """Start of the measured window, set by the clients when a warm-up phase ends (requests
+    that arrived before it are left out of the statistics, as ``metrics.warmup_s``)."""
 
 
 def child_seed(seed: np.random.SeedSequence, *path: int) -> np.random.SeedSequence:
@@ -427,10 +436,11 @@ def build_traffic(cfg: WorkloadConfig, seed: np.random.SeedSequence, block_size:
     for arrival, members, weights, rng_arr, rng_mix, part_cap in groups:
         choose = _chooser(members, weights, rng_mix)
         if isinstance(arrival, ClosedLoopArrivals):
+            warm = arrival.warmup_requests
             traffic.closed_loop.append(ClosedLoopGroup(arrival.concurrency, _specs(choose),
                                                        arrival.think_time_s, part_cap,
-                                                       arrival.ramp_up_s))
-            closed_limits.append(part_cap)
+                                                       arrival.ramp_up_s, warm))
+            closed_limits.append(part_cap if part_cap is None else part_cap + warm)
         elif isinstance(arrival, TraceArrivals):
             parts.append(_trace_part(arrival, choose, rng_arr, part_cap, until, base_dir, named))
         else:
@@ -447,7 +457,8 @@ def build_traffic(cfg: WorkloadConfig, seed: np.random.SeedSequence, block_size:
             traffic.sessions.append(_as_sessions(items, cap))
         else:
             split = _Split(_capped(items, cap))
-            traffic.open_loop.append(OpenLoopStream(split.times(), split.specs()))
+            traffic.open_loop.append(OpenLoopStream(split.times(), split.specs(),
+                                                    cfg.max_concurrency))
     if open_expected is None or any(c is None for c in closed_limits):
         traffic.expected_requests = None
     else:

@@ -37,6 +37,7 @@ from simulator.workload.spec import (
     LognormalLength,
     NormalLength,
     TableLength,
+    UniformLength,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -106,6 +107,20 @@ class Fixed:
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
         return np.full(len(u), self.value, dtype=np.int64)
+
+
+class Uniform:
+    """Uniform integers in [lo, hi] (vLLM's benchmark random dataset with a range ratio)."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.integers(self.lo, self.hi + 1, size=n, dtype=np.int64)
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        k = np.floor(np.asarray(u, dtype=float) * (self.hi - self.lo + 1)).astype(np.int64)
+        return np.minimum(self.lo + k, self.hi)
 
 
 class Normal:
@@ -281,6 +296,8 @@ def make_sampler(spec: Length, axis: str, base_dir: str | None = None,
     """Sampler for one axis (``input`` or ``output``) from its config."""
     if isinstance(spec, FixedLength):
         return Fixed(spec.value)
+    if isinstance(spec, UniformLength):
+        return Uniform(spec.min, spec.max)
     if isinstance(spec, NormalLength | LognormalLength):
         hi = _upper(spec.max, max_model_len)
         if spec.min > hi:

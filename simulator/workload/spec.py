@@ -67,6 +67,24 @@ class FixedLength(Strict):
     """Tokens."""
 
 
+class UniformLength(Strict):
+    """Uniform integers in [min, max] — vLLM's benchmark ``random`` dataset with
+    ``--random-range-ratio r`` draws lengths uniformly in [L × (1 − r), L × (1 + r)] (vLLM ≥ 0.10;
+    before that [L × r, L]; ``vllm/benchmarks/datasets.py`` RandomDataset)."""
+
+    kind: Literal["uniform"] = "uniform"
+    min: int = Field(ge=1, le=MAX_TOKENS)
+    """Shortest length (inclusive)."""
+    max: int = Field(ge=1, le=MAX_TOKENS)
+    """Longest length (inclusive)."""
+
+    @model_validator(mode="after")
+    def _order(self) -> UniformLength:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
 class NormalLength(Strict):
     """Normal lengths, rounded and clipped to [min, max]."""
 
@@ -123,7 +141,8 @@ class TableLength(Strict):
     """Optional upper clip."""
 
 
-Length = Annotated[FixedLength | NormalLength | LognormalLength | EmpiricalLength | TableLength,
+Length = Annotated[FixedLength | UniformLength | NormalLength | LognormalLength | EmpiricalLength
+                   | TableLength,
                    Field(discriminator="kind")]
 
 
@@ -392,6 +411,12 @@ class ClosedLoopArrivals(Strict):
     requests started together stay in lock-step (they prefill together, decode together and
     finish in the same step, every wave) — the pessimistic end for TTFT; a ramp of one request
     cycle (TTFT + (output − 1) × TPOT) spreads them evenly — the optimistic end."""
+    warmup_requests: int = Field(default=0, ge=0, le=MAX_REQUESTS)
+    """A warm-up phase first, as ``aiperf profile --warmup-request-count`` (and genai-perf) run it:
+    the clients send this many requests, the tool waits until every warm-up response is back, then
+    the measured phase (``num_requests``) starts with all clients at once. Warm-up requests are
+    simulated and conserved but left out of every latency and throughput statistic (the measured
+    window starts when the measured phase does, as ``metrics.warmup_s`` would)."""
 
 
 class OfflineArrivals(Strict):
@@ -569,6 +594,13 @@ class WorkloadConfig(Strict):
     a trace, until its end)."""
     duration_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     """Stop sending after this many simulated seconds (and stop the run there)."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=MAX_REQUESTS)
+    """At most this many requests in flight from the open-loop arrival process, as
+    ``vllm bench serve --max-concurrency`` (and benchmark_serving.py) enforce with a semaphore:
+    a request whose send time comes while all are busy waits at the client, in order, and is sent
+    when one ends; its latencies count from when it is sent. With ``arrival.kind: offline`` it is
+    ``--request-rate inf --max-concurrency N``. None: no cap. (A closed loop has its own
+    ``concurrency``.)"""
 
     @model_validator(mode="before")
     @classmethod
@@ -598,6 +630,14 @@ class WorkloadConfig(Strict):
         kinds = [self.arrival.kind] + [t.arrival.kind for t in self.tenants if t.arrival]
         if "offline" in kinds and self.num_requests is None:
             raise ValueError("offline arrivals need num_requests (they all arrive at t = 0)")
+        capped = (*OPEN_LOOP_KINDS, "trace", "offline")
+        if self.max_concurrency is not None and (
+                self.arrival.kind not in capped or self.tenants or self.sessions):
+            what = self.arrival.kind + (" with tenants" if self.tenants else "") + (
+                " with sessions" if self.sessions else "")
+            raise ValueError(f"max_concurrency caps one open-loop arrival process "
+                             f"({', '.join(capped)}) without tenants or sessions, not {what}; "
+                             f"for a closed loop use arrival.concurrency")
         names = [t.name for t in self.tenants]
         if len(set(names)) != len(names):
             raise ValueError(f"tenant names must be unique (got {names})")
