@@ -433,6 +433,7 @@ def build_traffic(cfg: WorkloadConfig, seed: np.random.SeedSequence, block_size:
             groups.append((t.arrival, [s], [1.0], _rng(seed, 2, 3, i, 1), _rng(seed, 2, 3, i, 3),
                            own_cap))
 
+    part_cap: int | None  # NOTE: annotated: the install's mypyc (numpy as Any) inferred None
     for arrival, members, weights, rng_arr, rng_mix, part_cap in groups:
         choose = _chooser(members, weights, rng_mix)
         if isinstance(arrival, ClosedLoopArrivals):
