@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("config (the scenario)", ["simulator.config"]),
     ("cluster (SimPy processes)", ["simulator.cluster", "simulator.cluster.*"]),
     ("metrics recorder", ["simulator.metrics", "simulator.metrics.recorder",
-                          "simulator.metrics.names"]),
+                          "simulator.metrics.names", "simulator.metrics.scrape"]),
     ("engine, workload, prices",
      ["simulator.engine", "simulator.engine.*", "simulator.workload", "simulator.workload.*",
       "simulator.prices"]),

@@ -16,7 +16,9 @@ What this models:
   answers 502 at once — the detection delay — unless its circuit breaker ejects it first
   (:mod:`simulator.cluster.router`).
 
-Requests on a replica when it dies fail with 502 and follow their client's retry policy. The whole
+Requests on a replica when it dies fail with 502 (:meth:`Fleet.crash_replica`: the fleet's
+bookkeeping of its attempts) and follow their client's retry policy. A replica's return
+(:func:`restore_replica`) and the health checks' verdicts (:func:`set_healthy`) are here. The whole
 module runs only when the scenario has faults (``faults.events`` or ``faults.mtbf``).
 
 Leaves out: partial failures (slow or flaky replicas), network partitions between gateway and
@@ -25,6 +27,7 @@ replicas, the cold start of a replacement (the autoscaling issue models provisio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -92,7 +95,7 @@ def _crash(env: simpy.Environment, fleet: Fleet, rep: Replica, at_s: float,
     fleet.crash_replica(rep, reason)
     if back_after is not None:
         yield env.timeout(back_after)
-        fleet.restore_replica(rep)
+        restore_replica(fleet, rep)
 
 
 def _spot(env: simpy.Environment, fleet: Fleet, rep: Replica, ev: SpotPreemption,
@@ -105,7 +108,7 @@ def _spot(env: simpy.Environment, fleet: Fleet, rep: Replica, ev: SpotPreemption
     fleet.crash_replica(rep, names.END_PREEMPTED)
     if ev.replace_after_s is not None:
         yield env.timeout(ev.replace_after_s)
-        fleet.restore_replica(rep)
+        restore_replica(fleet, rep)
 
 
 def _mtbf(env: simpy.Environment, fleet: Fleet, cfg: MtbfConfig,
@@ -124,7 +127,7 @@ def _mtbf(env: simpy.Environment, fleet: Fleet, cfg: MtbfConfig,
         if t_back <= t_fail:
             rid = min(back_at, key=back_at.__getitem__)
             del back_at[rid]
-            fleet.restore_replica(by_id[rid])
+            restore_replica(fleet, by_id[rid])
             next_fail[rid] = env.now + float(rng.exponential(cfg.mean_s))
         else:
             rid = min(next_fail, key=next_fail.__getitem__)
@@ -148,9 +151,32 @@ def health_checker(env: simpy.Environment, fleet: Fleet, interval_s: float, fail
                 bad[rep.id] = 0
                 good[rep.id] = good.get(rep.id, 0) + 1
                 if not st.healthy and good[rep.id] >= successes:
-                    fleet.set_healthy(rep, True)
+                    set_healthy(fleet, rep, True)
             else:
                 good[rep.id] = 0
                 bad[rep.id] = bad.get(rep.id, 0) + 1
                 if st.healthy and bad[rep.id] >= failures:
-                    fleet.set_healthy(rep, False)
+                    set_healthy(fleet, rep, False)
+
+
+def restore_replica(fleet: Fleet, rep: Replica) -> None:
+    """``rep`` is back with empty caches (health checks decide when it gets traffic)."""
+    if rep.alive:
+        return
+    rep.restart()
+    st = fleet.states[rep.id]
+    st.draining = False
+    st.consecutive_failures = 0
+    fleet.replica_up(rep)
+
+
+def set_healthy(fleet: Fleet, rep: Replica, healthy: bool) -> None:
+    """The health checks changed their mind about ``rep``. NOTE: a replica found healthy again
+    is also un-ejected by the circuit breaker (Envoy's default,
+    ``successful_active_health_check_uneject_host``)."""
+    st = fleet.states[rep.id]
+    st.healthy = healthy
+    if healthy:
+        st.ejected_until = -math.inf
+        st.consecutive_failures = 0
+        fleet.released(st)

@@ -20,10 +20,19 @@ An attempt (one try of a client request, :mod:`simulator.cluster.request`) goes:
 5. the response travels back (half the round trip[s]); the attempt ends for its client.
 
 The client (:mod:`simulator.cluster.client`) may give up on an attempt (:meth:`Fleet.cancel`): the
-server aborts it wherever it is and frees its KV blocks. A crash (:meth:`Fleet.crash_replica`) fails
-every attempt on the replica with 502. The fleet also runs the gauge scraper that feeds the recorder
-(every ``sample_interval_s``) and, separately, the router's own scrape (every
-``metrics_staleness_s``).
+server aborts it wherever it is and frees its KV blocks. A lost replica (:meth:`Fleet.crash_replica`:
+a fault, or a scale-down that ran out of drain time) fails every attempt on it with 502; when it
+comes back and when the health checks route to it again is :mod:`simulator.cluster.faults`'
+business. The gauge scrape into the recorder (every ``sample_interval_s``) is
+:mod:`simulator.metrics.scrape`; the router's own, possibly stale, scrape (every
+``metrics_staleness_s``) is routing and stays here.
+
+Why this is one module of ~780 lines: it is the one class every stage of an attempt passes
+through — gateway, router, dispatch, the P/D hand-off, the return trip, cancellation and the
+failure of a lost replica — and each of those moves the same bookkeeping (the attempt's stage,
+the router's outstanding counts and circuit breaker, the fair queues, the request log) in step.
+Split across modules, every piece would reach into that shared state; what does not move it
+(faults' timing, health checks, the gauge scrape, the P/D link) lives elsewhere already.
 
 Leaves out: the gateway and router as machines (one instance each, no CPU or connection limits of
 their own), network bandwidth between client and gateway (latency only), streaming back-pressure.
@@ -64,6 +73,7 @@ from simulator.engine.step_time import StepTimeModel
 from simulator.errors import ConfigError
 from simulator.metrics import names
 from simulator.metrics.recorder import Recorder
+from simulator.metrics.scrape import replica_gauges
 from simulator.workload.generator import RequestSpec
 
 _HOLDING = (Stage.DISPATCHED, Stage.ENGINE, Stage.PENDING_DECODE, Stage.TRANSFER)
@@ -110,8 +120,9 @@ class Fleet:
 
     Built by :func:`simulator.run.build_fleet` (``add_pool`` per pool, then ``build``); driven by the
     clients (``submit`` or ``fire`` / ``new_request`` + ``send`` / ``cancel`` / ``finish``), the
-    replicas (``on_finish``) and the faults (``crash_replica``, ``restore_replica``, ``drain_replica``,
-    ``set_healthy``)."""
+    replicas (``on_finish``), the faults (:mod:`simulator.cluster.faults`: ``crash_replica``,
+    ``drain_replica``, and through ``replica_up`` / ``released`` a replica's return and health) and
+    the scale-down (``drain_replica``, ``is_drained``, ``crash_replica``, ``retire_replica``)."""
 
     def __init__(self, env: simpy.Environment, recorder: Recorder, cfg: FleetConfig,
                  gateway: GatewayConfig, rng: np.random.Generator) -> None:
@@ -168,7 +179,7 @@ class Fleet:
         self.recorder.pool_models[pool.name] = pool.served
         pool.make_scheduler, pool.step_time = make_scheduler, step_time
         for _ in range(replicas):
-            self._up(self.new_replica(pool))
+            self.replica_up(self.new_replica(pool))
         return pool
 
     def new_replica(self, pool: Pool) -> Replica:
@@ -193,7 +204,7 @@ class Fleet:
             st.groups.append(g)
             routing_changed()
         st.scrape()
-        self._released(st)
+        self.released(st)
 
     def is_drained(self, rep: Replica) -> bool:
         """No attempt is on ``rep`` or pulling KV from it."""
@@ -215,7 +226,8 @@ class Fleet:
             rep.crash()
         self._retired.add(rep.id)
 
-    def _up(self, rep: Replica) -> None:
+    def replica_up(self, rep: Replica) -> None:
+        """Record that ``rep`` serves from now (at build, when added, or back after a fault)."""
         p = rep.pool
         self.recorder.replica_up(rep.id, p.name, p.model, p.gpu, p.tp, p.region, p.zone,
                                  self.env._now)
@@ -685,12 +697,13 @@ class Fleet:
                 st.ejected_until = self.env._now + self.rcfg.ejection_s
                 st.consecutive_failures = 0
                 self.ejections += 1
-                self._later(self.rcfg.ejection_s, self._released, st)
+                self._later(self.rcfg.ejection_s, self.released, st)
         elif outcome == names.COMPLETED:
             st.consecutive_failures = 0
-        self._released(st)
+        self.released(st)
 
-    def _released(self, st: ReplicaState) -> None:
+    def released(self, st: ReplicaState) -> None:
+        """``st`` may have room again: let held requests of its groups in."""
         for g in st.groups:
             self._drain(g)
 
@@ -725,7 +738,7 @@ class Fleet:
             assert att.done is not None
             att.done.succeed(att)
 
-    # ---- faults ----------------------------------------------------------------------------------
+    # ---- lost replicas ---------------------------------------------------------------------------
     def crash_replica(self, rep: Replica, reason: str = names.END_CRASH) -> None:
         """``rep`` dies now: every attempt on it (or pulling KV from it) fails with 502."""
         if not rep.alive:
@@ -746,47 +759,15 @@ class Fleet:
             a.req.status = RequestStatus.FINISHED
             self._server_end(a, names.FAILED, names.R_CRASHED, blame=a.replica is rep)
 
-    def restore_replica(self, rep: Replica) -> None:
-        """``rep`` is back with empty caches (health checks decide when it gets traffic)."""
-        if rep.alive:
-            return
-        rep.restart()
-        st = self.states[rep.id]
-        st.draining = False
-        st.consecutive_failures = 0
-        self._up(rep)
-
     def drain_replica(self, rep: Replica) -> None:
         """Stop routing new requests to ``rep`` (spot notice); in-flight ones continue."""
         self.states[rep.id].draining = True
 
-    def set_healthy(self, rep: Replica, healthy: bool) -> None:
-        """The health checks changed their mind about ``rep``. NOTE: a replica found healthy again
-        is also un-ejected by the circuit breaker (Envoy's default,
-        ``successful_active_health_check_uneject_host``)."""
-        st = self.states[rep.id]
-        st.healthy = healthy
-        if healthy:
-            st.ejected_until = -math.inf
-            st.consecutive_failures = 0
-            self._released(st)
-
     # ---- gauges ----------------------------------------------------------------------------------
     def scraper(self, interval: float) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        sample = self.recorder.sample
-        states = self.states
-        while True:
-            now = env._now
-            for rep in self.replicas:
-                if rep.alive:
-                    sample((now, rep.id, rep.num_running, rep.num_waiting, rep.kv_usage,
-                            states[rep.id].outstanding))
-                elif self._retired and rep.id in self._retired:
-                    continue
-                else:
-                    sample((now, rep.id, 0, 0, 0.0, states[rep.id].outstanding))
-            yield env.timeout(interval)
+        """The gauge scrape of every replica into the recorder (:mod:`simulator.metrics.scrape`)."""
+        return replica_gauges(self.env, self.recorder.sample, self.replicas, self.states,
+                              self._retired, interval)
 
     def gpu_time(self) -> list[tuple[int, str, float, float]]:
         """(replica, pool, seconds in engine steps, of which on prefill tokens) of every replica
