@@ -14,6 +14,12 @@ Leaves out: pipeline parallelism, sliding-window KV *memory* savings (gpt-oss al
 layers; the KV cache is charged as if every layer kept every token, a conservative upper bound —
 their attention time is priced over the window, ``sliding_window_layers``), MLA latent KV
 compression.
+
+Why one module (~720 lines): the three kinds of profile share one lookup (the packaged
+``hardware_profiles/`` folder, the user's overrides, the index and the calibration families) and
+the memory budget needs a GPU and a model together; most of the length is the documented fields of
+the pydantic models (:class:`Calibration` alone has one per fitted coefficient, each with its
+meaning). It sits at the bottom of the layers, imported by a third of the package.
 """
 
 from __future__ import annotations

@@ -66,6 +66,14 @@ Leaves out MLA, DSA/sparse attention, GDN/KDA, encoder attention and quantisatio
 BLOOM-176B on A100/H100, prompt/token/e2e times). :func:`vidur_mlp` — one Vidur per-operator
 profile ``calibration/vidur/data/profiling/compute/<gpu>/<model>/mlp.csv``. Vidur's network
 (all-reduce / send-recv) tables and processed traces are left out.
+
+Why one module (~1.1k lines): it is the index of the shared data folder, and this docstring its
+catalogue. Each published source has its own section of loaders (40–200 lines) that reads nothing
+of the others; what they share is the data-root lookup, :class:`DataMissing`'s one-line error,
+:func:`_version_key` and the file caches, and every caller — the validation suites, the fits,
+``gpu_kernels``, ``workload/traces`` and their tests — reads them through one namespace
+(``datasets.<loader>``). A package of one module per source would be the natural split if a source
+grows; today it would change every one of those imports and move no behaviour.
 """
 
 from __future__ import annotations

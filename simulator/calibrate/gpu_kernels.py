@@ -26,6 +26,12 @@ backend is FlashAttention-2, vLLM runs FA3 with a paged KV cache; aiconfigurator
 vLLM's activation quantisation; all-reduce and MoE (one GPU, no vLLM). The calibration is not refitted
 on these measurements: they are a cross-check.
 
+Why one module (~850 lines): it is one report, read top to bottom — load our timings, price each
+kernel with the model and with aiconfigurator's table, compare, and render
+``benchmarks/gpu_kernels.md`` (:func:`render_markdown` and the prose of :func:`_interpretation`,
+which quotes the comparison's own numbers, are a quarter of the file). Nothing imports it but the
+CLI and its test.
+
     python -m simulator.calibrate.gpu_kernels --write benchmarks/gpu_kernels.md
 """
 

@@ -28,6 +28,13 @@ What this models:
 Leaves out: the HPA's CPU-only readiness heuristics (initial readiness delay), Prometheus adapter
 query latency, KEDA's own HPA object for 1..N (its queue scaler is modelled with the same behavior
 rules), scaling on several pools jointly (each pool decides alone).
+
+Why one module (~760 lines): it follows the HPA controller's own pipeline in order — metrics
+(:class:`MetricsPipeline`) → one proposal per signal (the policies) → behavior normalisation
+(:class:`HpaBehaviorState`) → the pool's decision (:class:`PoolAutoscaler`) → the fleet-wide loop and
+time series (:class:`Autoscaling`) — and those pieces share :class:`PoolView` and each pool's
+state. The scenario section is already apart (``autoscale_spec.py``), so is provisioning
+(``provisioning.py``).
 """
 
 from __future__ import annotations
