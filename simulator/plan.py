@@ -54,6 +54,10 @@ A base scenario with ``fleet.pools`` is planned as the fleet of its one served m
 The Pareto frontier (``pareto``) is that of the simulated candidates meeting the SLO; the frontier
 of those missing it (``pareto_infeasible``) is reported apart, never as an answer.
 
+Why one module (~830 lines): the plan spec, the bounds, the search loop and the report all speak of
+one :class:`Shape` and :class:`PlanResult`, and :func:`plan`'s pruning reads the bounds and the
+spec together; the scenario sections it reuses (SLO, cost) are in ``plan_spec.py`` already.
+
 Spec (YAML)::
 
     name: chat-8b
