@@ -281,9 +281,16 @@ class Scheduler:
     def release(self, finished: list[Request]) -> None:
         """Finished requests leave RUNNING and free their blocks, in the order given."""
         if len(finished) < 4:
-            remove = self.running.remove  # the common case: one request, often near the head
+            # The common case: one request. Found by identity, as list.remove would find it
+            # (requests compare by identity), without a rich comparison per request passed over.
+            running = self.running
             for req in finished:
-                remove(req)
+                for k in range(len(running)):
+                    if running[k] is req:
+                        del running[k]
+                        break
+                else:
+                    raise ValueError("list.remove(x): x not in list")
         else:
             done = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in done]

@@ -324,6 +324,14 @@ class RooflineStepTime:
                 self.moe_latency_us = c.moe_latency_us_fp4
         self.bf16_flops = gpu.bf16_tflops * 1e12
         self.hbm = gpu.mem_bandwidth_gbps * 1e9
+        # NOTE: the attention coefficients predict_totals reads every step, kept as plain floats
+        # like the terms above (the calibration is frozen): a pydantic attribute read is a Python
+        # lookup even from compiled code. The same values, so the same arithmetic, bit for bit.
+        self.attn_eff = float(c.attn_efficiency)
+        self.attn_kv_half = float(c.attn_kv_half)
+        self.attn_par_half = float(c.attn_par_half)
+        self.attn_latency_us = float(c.attn_latency_us)
+        self.attn_per_seq_us = float(c.attn_per_seq_us)
         # ---- LM head (bf16, vocab-parallel) ---------------------------------------------------
         embed_one = m.vocab_size * h
         self.lm_head_flops_per_seq = 2.0 * embed_one / tp
@@ -482,7 +490,7 @@ class RooflineStepTime:
     def decode_kv_eff(self, num_decodes: Num) -> Num:
         """Bandwidth efficiency of the decode-attention kernel for ``num_decodes`` sequences:
         ``kv_bw_efficiency`` × P / (P + attn_par_half), P = sequences × KV heads per rank."""
-        ph = self.cal.attn_par_half
+        ph = self.attn_par_half
         if ph <= 0:
             return self.kv_eff
         par = _pos(num_decodes * self.kv_heads_rank)
@@ -650,14 +658,13 @@ class RooflineStepTime:
         if num_tokens <= 0:
             return 0.0
         gl, ar, o, x = self._shape(num_tokens, num_seqs)
-        c = self.cal
         window = self.window
         n_dec = num_seqs - len(prefill)
         p_tok, p_pairs, p_kv, w_pairs, w_kv = prefill_sums(prefill, window)
         d_pairs = float(decode_ctx + n_dec) if n_dec > 0 else 0.0
-        d_flops = self.bf16_flops * c.attn_efficiency
+        d_flops = self.bf16_flops * self.attn_eff
         p_bytes = self.hbm * self.kv_eff
-        d_bytes = (self.hbm * float(self.decode_kv_eff(float(n_dec))) if c.attn_par_half > 0
+        d_bytes = (self.hbm * float(self.decode_kv_eff(float(n_dec))) if self.attn_par_half > 0
                    else p_bytes)
         att = self._pair_seconds(d_pairs, float(p_tok), p_pairs, float(p_kv),
                                  self.attn_flops_per_pair, self.attn_kv_bytes_per_token,
@@ -668,8 +675,8 @@ class RooflineStepTime:
                                            w_pairs, float(w_kv), self.win_flops_per_pair,
                                            self.win_kv_bytes_per_token, d_flops, d_bytes,
                                            p_bytes)
-        att = att + 1.0 * self.num_layers * (c.attn_latency_us
-                                             + c.attn_per_seq_us * float(num_seqs)) * US
+        att = att + 1.0 * self.num_layers * (self.attn_latency_us
+                                             + self.attn_per_seq_us * float(num_seqs)) * US
         return float(gl + att + ar + o + x)
 
     def _pair_seconds(self, d_pairs: float, p_tok: float, p_pairs: float, p_kv: float,
@@ -680,10 +687,9 @@ class RooflineStepTime:
         a = d_pairs * fpp / d_flops
         b = d_pairs * kvb / d_bytes
         t_dec = a if a >= b else b
-        c = self.cal
         keys = p_pairs / (p_tok if p_tok > 1e-9 else 1e-9)
-        eff = (c.attn_efficiency * keys / (keys + c.attn_kv_half) if c.attn_kv_half > 0
-               else c.attn_efficiency)
+        eff = (self.attn_eff * keys / (keys + self.attn_kv_half) if self.attn_kv_half > 0
+               else self.attn_eff)
         if not eff > 1e-9:
             eff = 1e-9
         a = p_pairs * fpp / (self.bf16_flops * eff)
