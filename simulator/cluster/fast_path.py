@@ -69,7 +69,7 @@ from simpy.events import NORMAL
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
-from simulator.engine.step_time import StepTimeModel
+from simulator.engine.step_time import RooflineStepTime, StepTimeModel
 from simulator.metrics.recorder import Recorder
 
 _RUNNING = RequestStatus.RUNNING
@@ -172,6 +172,10 @@ class DecodeFastPath:
         predict_totals = getattr(step_time, "predict_totals", None)
         assert predict_totals is not None, "fast path without predict_totals (see available())"
         self._predict_totals = predict_totals
+        self._roofline: RooflineStepTime | None = (
+            step_time if isinstance(step_time, RooflineStepTime) else None)
+        """The same model when it is the compiled roofline one: called directly (the bound method
+        above is a Python call, its arguments boxed)."""
         self._decode_fn: Callable[[int], Callable[[int], float]] | None = getattr(
             step_time, "decode_seconds_fn", None)
         """Decode-only step seconds as a function of the summed context, per batch size."""
@@ -455,7 +459,9 @@ class DecodeFastPath:
             else:
                 prefill.append((n, c))
         n_seqs = n_lazy + len(entries)
-        dt = self._predict_totals(demand, n_seqs, dec_ctx, prefill)
+        rt = self._roofline
+        dt = (rt.predict_totals(demand, n_seqs, dec_ctx, prefill) if rt is not None
+              else self._predict_totals(demand, n_seqs, dec_ctx, prefill))
         self.fast_steps += 1
         return FastStep(entries, n_lazy > 0, dt, n_seqs, demand, n_dec, num_new)
 
