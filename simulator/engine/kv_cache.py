@@ -36,8 +36,12 @@ find it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Final
 
 from simulator.engine.request import Request
+
+_UNKNOWN: Final = 1 << 60
+"""No key of the free queue (labels and run keys never reach it; a compiled short int)."""
 
 
 class KVCacheManager:
@@ -56,6 +60,11 @@ class KVCacheManager:
         self.free: OrderedDict[int, int] = OrderedDict({-1: num_blocks})
         """Free queue in eviction order (head = least recently freed): a key ≥ 0 is a labelled
         block (value 0), a key < 0 a run of ``value`` anonymous blocks."""
+        self._head = -1
+        self._tail = -1
+        """The free queue's first and last keys (:data:`_UNKNOWN`: look them up). Kept because
+        ``next(iter(free))`` builds an iterator: blocks are taken and freed several times per
+        request, and once per block boundary of a run of decode steps."""
         self._run_key = -2
         self._label = 0
         self.ref_cnt: dict[int, int] = {}
@@ -155,6 +164,10 @@ class KVCacheManager:
             for b in new_computed_blocks:
                 if not ref_cnt[b]:
                     del free[b]
+                    if b == self._head:
+                        self._head = _UNKNOWN
+                    if b == self._tail:
+                        self._tail = _UNKNOWN
                     self.num_free -= 1
                 ref_cnt[b] += 1
                 lab.append(b)
@@ -189,12 +202,15 @@ class KVCacheManager:
         dropped) and, like every taken block, becomes anonymous."""
         self.num_free -= n
         free = self.free
+        key = self._head
         while n:
-            key = next(iter(free))
+            if key == _UNKNOWN:
+                key = next(iter(free))
             if key < 0:
                 c = free[key]
                 if c > n:
                     free[key] = c - n
+                    self._head = key
                     return
                 del free[key]
                 n -= c
@@ -205,6 +221,10 @@ class KVCacheManager:
                     del self.cached[h]
                 del self.ref_cnt[key]
                 n -= 1
+            if key == self._tail:
+                self._tail = _UNKNOWN
+            key = _UNKNOWN
+        self._head = _UNKNOWN
 
     def _hash_blocks(self, request: Request, end: int) -> None:
         """Give the request's blocks before index ``end`` their hashes (anonymous ones become
@@ -234,11 +254,16 @@ class KVCacheManager:
         self.num_free += n
         free = self.free
         if free:
-            tail = next(reversed(free))
+            tail = self._tail
+            if tail == _UNKNOWN:
+                tail = self._tail = next(reversed(free))
             if tail < 0:
                 free[tail] += n
                 return
+        else:
+            self._head = self._run_key
         free[self._run_key] = n
+        self._tail = self._run_key
         self._run_key -= 1
 
     def free_request(self, request: Request) -> None:
@@ -258,7 +283,10 @@ class KVCacheManager:
             r = ref_cnt[b] - 1
             ref_cnt[b] = r
             if not r:
+                if not free:
+                    self._head = b
                 free[b] = 0  # tail of the free queue: evicted last
+                self._tail = b
                 self.num_free += 1
 
     def preempt_request(self, request: Request) -> None:
@@ -300,6 +328,9 @@ class KVCacheManager:
             assert r == refs.get(b, 0), f"block {b} ref {r}, held {refs.get(b, 0)} times"
             assert r > 0 or b in self.free, f"block {b} is neither held nor free"
         assert self.num_free == free_labels + free_anonymous
+        keys = list(self.free)
+        assert self._head == _UNKNOWN or (keys and self._head == keys[0]), "stale free-queue head"
+        assert self._tail == _UNKNOWN or (keys and self._tail == keys[-1]), "stale free-queue tail"
         assert self.num_free + len(refs) + anonymous == self.num_blocks, "blocks not conserved"
         for h, b in self.cached.items():
             assert self.block_hash[b] == h
