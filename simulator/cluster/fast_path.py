@@ -58,6 +58,7 @@ Compiled with the replica (:mod:`simulator._native`): plain typed Python, no Pyt
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
@@ -109,6 +110,13 @@ def step_end(env: simpy.Environment, at: float) -> simpy.Event:
     ev = cast(simpy.Event, StepEnd(env))
     heapq.heappush(env._queue, (at, NORMAL, next(env._eid), ev))
     return ev
+
+
+def next_event(env: simpy.Environment) -> float:
+    """``env.peek()``: the time of the next scheduled event (infinity if none), read here (a
+    Python method call from compiled code costs more than the read; twice per step)."""
+    queue = env._queue
+    return float(queue[0][0]) if queue else math.inf
 
 
 class StepOwner:
@@ -169,6 +177,10 @@ class DecodeFastPath:
         self.pending = pending
         """The replica's decode admission queue (requests waiting here for KV blocks)."""
         self.id = replica_id
+        self._queue = env._queue
+        self._eid = env._eid
+        """SimPy's event heap and event-id counter (:meth:`end_at`): the same objects for the
+        environment's life."""
         predict_totals = getattr(step_time, "predict_totals", None)
         assert predict_totals is not None, "fast path without predict_totals (see available())"
         self._predict_totals = predict_totals
@@ -222,6 +234,12 @@ class DecodeFastPath:
         self._seq = 0
 
     # ---- the interface the replica loop calls ------------------------------------------------
+    def end_at(self, at: float) -> simpy.Event:
+        """:func:`step_end` of this replica's environment (its heap and id counter kept)."""
+        ev = cast(simpy.Event, StepEnd(self.env))
+        heapq.heappush(self._queue, (at, NORMAL, next(self._eid), ev))
+        return ev
+
     def next_step(self) -> tuple[FastStep | None, float]:
         """Take the steps that end before the next event anywhere (running ahead), then schedule
         the one that reaches it. Returns (that step, its start) for the replica to yield until its
@@ -231,7 +249,7 @@ class DecodeFastPath:
         env = self.env
         sched = self.scheduler
         start = env._now
-        peek = env.peek()
+        peek = next_event(env)
         while True:
             # Steps that end before the next event anywhere end virtually — at once if they
             # concern no one else, else with the clock moved to their end.
@@ -252,7 +270,7 @@ class DecodeFastPath:
                 self.ahead_finishes += 1
                 env._now = end
                 self._finish(step, start, end)
-                peek = env.peek()  # what the finish set going, from ``end`` on
+                peek = next_event(env)  # what the finish set going, from ``end`` on
                 if not sched.has_work():
                     return None, IDLE
             start = end

@@ -40,7 +40,7 @@ from typing import Any
 
 import simpy
 
-from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, step_end
+from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available
 from simulator.cluster.frontend import APIServer, APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
@@ -237,13 +237,13 @@ class Replica(StepOwner):
                 if fast is not None:  # steps the fast path can take (fast_path module)
                     step, start = fast.next_step()
                     if step is not None:
-                        yield step_end(env, start + step.dt)
+                        yield fast.end_at(start + step.dt)
                         fast.finish(step, start, env._now)
                         continue
                     if start == IDLE:
                         continue  # it ran ahead to the end of the last request
                     if start != env._now:
-                        yield step_end(env, start)  # the scheduler's step starts there
+                        yield fast.end_at(start)  # the scheduler's step starts there
                 plan = sched.schedule()
                 if plan.is_empty and self.num_transferring:
                     # Disaggregated decode: every free block is reserved for KV still on the link

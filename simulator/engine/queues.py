@@ -19,6 +19,7 @@ from simulator.engine.request import Request
 
 class RequestQueue(Protocol):
     def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> Request: ...
     def __iter__(self) -> Iterator[Request]: ...
     def add(self, request: Request) -> None: ...
     def prepend(self, request: Request) -> None: ...
@@ -38,6 +39,9 @@ class FcfsQueue(deque[Request]):
     def peek(self) -> Request:
         return self[0]
 
+    # NOTE: ``queue[0]`` is the head in both orders; on this deque it is a C call, where
+    # ``peek()`` is a Python method call from the compiled scheduler.
+
 
 class PriorityQueue:
     """Ordered by (priority, arrival_time): lower values first, as vLLM's priority policy."""
@@ -51,6 +55,10 @@ class PriorityQueue:
 
     def __iter__(self) -> Iterator[Request]:
         return (e[3] for e in sorted(self._h))
+
+    def __getitem__(self, index: int) -> Request:
+        """The request ``index``-th in order (0: the head, as :meth:`peek`)."""
+        return self._h[0][3] if index == 0 else sorted(self._h)[index][3]
 
     def add(self, request: Request) -> None:
         heapq.heappush(self._h, (request.priority, request.arrival_time, next(self._seq), request))

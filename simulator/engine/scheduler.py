@@ -239,7 +239,7 @@ class Scheduler:
         while len(waiting) and budget > 0:
             if len(running) >= cfg.max_num_seqs:
                 break
-            req = waiting.peek()
+            req = waiting[0]  # peek (queues module)
             hit_blocks: list[int] = []
             hit_tokens = 0
             if req.num_computed_tokens == 0:
