@@ -92,9 +92,10 @@ class EngineConfig(Strict):
     memory_reserve_gib: float = Field(default=1.0, ge=0, le=4096)
     """Per-GPU memory outside torch tensors: CUDA/ROCm context, NCCL buffers and CUDA graphs
     (vLLM typically reports 0.5–1.5 GiB). Subtracted before the KV cache is sized."""
-    api_server: APIServerConfig = APIServerConfig(enabled=False)
+    api_server: APIServerConfig = APIServerConfig()
     """The API server in front of the engine core (``vllm serve``'s front end: tokenisation in,
-    detokenisation and streaming out; simulator.cluster.frontend)."""
+    detokenisation and streaming out; simulator.cluster.frontend). ``enabled: false`` for vLLM's
+    offline ``LLM`` class (no HTTP server)."""
 
     @model_validator(mode="after")
     def _check(self) -> EngineConfig:

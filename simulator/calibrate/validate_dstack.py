@@ -24,7 +24,10 @@ hangs); they are compared like the others. The 1000-QPS runs (every request arri
 about a second) are the offline end of the suite. Its step times use the GPU's pre-V1
 calibration family when there is one (``v0``: the same kernel coefficients with the CPU
 overheads fitted on a 2024 vLLM; :func:`dstack_calibration`) —
-chosen by the engine version the run recorded, not by its outcome.
+chosen by the engine version the run recorded, not by its outcome. The client is vLLM 0.6.3's
+``benchmarks/benchmark_serving.py`` (``--request-rate`` Poisson, no ``--max-concurrency``, every
+request counted), in front of ``vllm serve``'s API server (``engine.api_server`` on, the default
+priors of :mod:`simulator.cluster.frontend`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import pandas as pd
 
 from simulator.calibrate import datasets as ds
 from simulator.calibrate.validate_base import _QUIET_METRICS, Case, Skipped, _mean
+from simulator.cluster.frontend import APIServerConfig
 from simulator.config import (
     EngineConfig,
     FixedLength,
@@ -87,7 +91,8 @@ def dstack_scenario(gpu: str, qps: float, n_requests: int, name: str = "dstack")
         seed=0,
         model=ModelConfig(name="Llama-3.1-405B", weight_dtype="fp8"),
         fleet=FleetConfig(gpu=gpu, tp=8, replicas=1),
-        engine=EngineConfig(**DSTACK_ENGINE[gpu]),
+        # benchmark_serving against `vllm serve`: the API server tokenises and streams.
+        engine=EngineConfig(**DSTACK_ENGINE[gpu], api_server=APIServerConfig()),
         step_time=StepTimeConfig(calibration=dstack_calibration(gpu)),
         workload=WorkloadConfig(arrival=PoissonArrivals(rate=qps),
                                 input_len=FixedLength(value=1), output_len=FixedLength(value=1),

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.calibrate import datasets as ds
+from simulator.cluster.frontend import APIServerConfig
 from simulator.config import (
     EngineConfig,
     FixedLength,
@@ -120,7 +121,9 @@ def rocm_throughput_scenario(model: str, num_prompts: int, max_num_seqs: int, in
         name=name, seed=0,
         model=ModelConfig(name=model, weight_dtype="fp8", kv_cache_dtype="fp8"),
         fleet=FleetConfig(gpu="MI300X", tp=8, replicas=1),
-        engine=EngineConfig(max_num_seqs=max_num_seqs, **eng),
+        # benchmark_throughput.py drives vLLM's offline LLM class: no API server.
+        engine=EngineConfig(max_num_seqs=max_num_seqs, **eng,
+                            api_server=APIServerConfig(enabled=False)),
         workload=WorkloadConfig(arrival=OfflineArrivals(), input_len=FixedLength(value=input_len),
                                 output_len=FixedLength(value=output_len),
                                 num_requests=num_prompts),
@@ -185,7 +188,9 @@ def mlperf_scenario(row: dict[str, Any], gpu: str, name: str) -> Scenario:
         fleet=FleetConfig(gpu=gpu, tp=1, replicas=1),
         engine=EngineConfig(max_num_seqs=mns, max_num_batched_tokens=max(mbt, 2048),
                             max_model_len=2048, scheduler="v0", enable_chunked_prefill=False,
-                            gpu_memory_utilization=float(row["gpu_memory_utilization"])),
+                            gpu_memory_utilization=float(row["gpu_memory_utilization"]),
+                            # Krai's SUT is an OpenAI-API client of `vllm serve` (README).
+                            api_server=APIServerConfig()),
         step_time=StepTimeConfig(calibration=MLPERF_FAMILY[gpu]),
         workload=WorkloadConfig(
             arrival=arrival,

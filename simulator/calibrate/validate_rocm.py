@@ -29,6 +29,7 @@ import pandas as pd
 
 from simulator.calibrate import datasets as ds
 from simulator.calibrate.validate_base import _QUIET_METRICS, Case, Skipped
+from simulator.cluster.frontend import APIServerConfig
 from simulator.config import (
     EngineConfig,
     FixedLength,
@@ -58,7 +59,9 @@ def rocm_scenario(model: str, batch: int, input_len: int, output_len: int,
         fleet=FleetConfig(gpu="MI300X", tp=8, replicas=1),
         engine=EngineConfig(max_num_seqs=batch, max_num_batched_tokens=16384,
                             max_model_len=input_len + output_len, enable_chunked_prefill=True,
-                            enable_prefix_caching=True),
+                            enable_prefix_caching=True,
+                            # benchmark_latency.py runs vLLM's offline LLM class: no API server.
+                            api_server=APIServerConfig(enabled=False)),
         workload=WorkloadConfig(arrival=OfflineArrivals(), input_len=FixedLength(value=input_len),
                                 output_len=FixedLength(value=output_len), num_requests=batch),
         metrics=MetricsConfig(**_QUIET_METRICS),

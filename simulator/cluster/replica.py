@@ -285,13 +285,13 @@ class Replica(StepOwner):
 
     def _client_token(self, req: Request, now: float) -> None:
         """A token left the engine at ``now``; a request's first one reaches the client through
-        the API server's output lane. Gaps between tokens stay the engine's (the lane shifts a
-        stream by about the same offset every step)."""
+        the API server's output lane. Later gaps are the engine's (the lane shifts a stream by
+        about the same offset every step), counted from the delivered first token, so the gaps
+        add up to the stream's span (the first is short by the lane's offset)."""
         if req.first_token_time < 0:
             api = self.api_out
             assert api is not None
             self.recorder.token(req, api.first_token(now))
-            req.last_token_time = now
         else:
             self.recorder.token(req, now)
 

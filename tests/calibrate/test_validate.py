@@ -46,9 +46,10 @@ def test_pct_error_is_signed_relative_to_measured():
     assert math.isnan(v.pct_error(1.0, float("inf")))
 
 
-def test_mirror_mean_weights_the_first_wave_one_in_k():
-    assert v.mirror_mean(1000.0, 100.0, waves=10) == pytest.approx(190.0)
-    assert v.mirror_mean(5.0, 5.0) == pytest.approx(5.0)
+def test_silicon_protocol_by_source():
+    assert v.silicon_protocol("aic-auto-gap-analysis/h200_sxm/vllm/0.12.0/x.csv") == "steady"
+    assert v.silicon_protocol("2026-04-06.csv") == "aiperf"
+    assert v.silicon_protocol("db-dump/2026-04-27") == "aiperf"
 
 
 def test_closed_loop_throughput_is_littles_law():
@@ -80,16 +81,16 @@ def test_summary_median_p90_bias_and_target_status():
     assert tpot["median_abs_err"] == pytest.approx(6.25) and tpot["status"] == "pass"
 
 
-def bracket_point(meas: float, lockstep: float, ramped: float, excluded: str = "") -> v.PointResult:
-    p = point("silicon-dense", "H100-SXM", {"ttft_mean": lockstep - meas}, excluded=excluded)
+def bracket_point(meas: float, lockstep: float, desync: float, excluded: str = "") -> v.PointResult:
+    p = point("silicon-dense", "H100-SXM", {"ttft_mean": desync - meas}, excluded=excluded)
     p.measured["ttft_mean"] = meas
-    p.predicted["ttft_mean"] = lockstep
-    p.predicted["ttft_mean_ramped"] = ramped
-    p.error_pct["ttft_mean"] = v.pct_error(lockstep, meas)
+    p.predicted["ttft_mean"] = desync
+    p.predicted["ttft_mean_lockstep"] = lockstep
+    p.error_pct["ttft_mean"] = v.pct_error(desync, meas)
     return p
 
 
-def test_ttft_bracket_places_the_measurement_between_ramped_and_lock_step():
+def test_ttft_bracket_places_the_measurement_between_desynchronised_and_lock_step():
     inside, below, above = (bracket_point(100, 150, 60), bracket_point(50, 150, 60),
                             bracket_point(200, 150, 60))
     assert [v.ttft_bracket(p) for p in (inside, below, above)] == ["inside", "below", "above"]
@@ -164,8 +165,9 @@ def test_silicon_point_becomes_closed_loop_with_fixed_lengths_and_recorded_tp():
     assert sc.workload.arrival.concurrency == 16
     assert sc.workload.input_len == FixedLength(value=1024)
     assert sc.workload.output_len == FixedLength(value=1024)
-    assert sc.workload.num_requests == v.SIM_WAVES * 16
-    assert v.sim_waves(1024, 8192) == 2  # long outputs: wave 3 changes nothing
+    assert sc.workload.num_requests == v.burst_waves(1024, 1024) * 16 == 3 * 16
+    assert v.burst_waves(1024, 8192) == 2  # long outputs: wave 3 changes nothing
+    assert sc.engine.api_server.enabled  # the rows ran behind an HTTP front end
     assert sc.fleet.tp == 4 and sc.fleet.gpu == "H100-SXM"
     assert sc.model.name == "Llama-3.1-70B" and sc.model.weight_dtype == "fp8"
     assert sc.model.kv_cache_dtype == "auto"
@@ -255,35 +257,41 @@ def test_rocm_held_out_versions_come_from_the_mi300x_calibration(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("warmup_excluded", [False, True])
-def test_closed_loop_case_mirrors_a_ten_wave_benchmark(warmup_excluded, monkeypatch):
-    monkeypatch.setattr(vs, "WARMUP_EXCLUDED", warmup_excluded)
+def test_burst_mean_weights_the_burst_one_in_k():
+    assert v.burst_mean(1000.0, 100.0, k=10) == pytest.approx(190.0)
+    assert v.burst_mean(5.0, 5.0) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("protocol", ["aiperf", "steady"])
+def test_closed_loop_case_reduces_as_the_benchmark_did(protocol):
     sc = v.silicon_scenario(model="Llama-3.1-8B", weight_dtype="bf16", gpu="H100-SXM", tp=1,
                             isl=256, osl=16, concurrency=4)
     case = v.Case("silicon-dense", "H100-SXM", "p", "l", "closed_loop", sc,
                   {"ttft_mean": 50.0, "tpot_mean": 5.0, "throughput": 100.0},
-                  info={"concurrency": 4, "osl": 16})
+                  info={"concurrency": 4, "osl": 16, "protocol": protocol})
     from simulator.run import simulate
 
     req = simulate(sc).requests
     w1, w2 = req[req["request_id"] < 4], req[(req["request_id"] >= 4) & (req["request_id"] < 8)]
     pred, _ = v.predict_case(case)
-    if warmup_excluded:  # genai-perf: the first wave is warm-up, the steady wave is measured
-        assert pred["ttft_mean"] == pytest.approx(w2["ttft_s"].mean() * 1000)
-        assert pred["tpot_mean"] == pytest.approx(w2["tpot_s"].mean() * 1000)
-    else:  # bench_serving without warm-up: one wave in ten is the start-up burst
+    cycle = (w2["ttft_s"].mean() + 15 * w2["tpot_s"].mean())
+    steady = v.steady_prediction(case, cycle)
+    if protocol == "aiperf":  # the burst counted once in ten waves, the rest desynchronised
         assert pred["ttft_mean"] == pytest.approx(
-            v.mirror_mean(w1["ttft_s"].mean(), w2["ttft_s"].mean()) * 1000)
-        assert pred["tpot_mean"] == pytest.approx(
-            v.mirror_mean(w1["tpot_s"].mean(), w2["tpot_s"].mean()) * 1000)
+            v.burst_mean(w1["ttft_s"].mean() * 1000, steady["ttft_steady"]))
+        assert pred["ttft_mean_lockstep"] == pytest.approx(
+            v.burst_mean(w1["ttft_s"].mean() * 1000, w2["ttft_s"].mean() * 1000))
+    else:  # steady-state rows: no burst
+        assert pred["ttft_mean"] == pytest.approx(steady["ttft_steady"])
+        assert pred["tpot_mean"] == pytest.approx(steady["tpot_steady"])
+        assert pred["ttft_mean_lockstep"] == pytest.approx(w2["ttft_s"].mean() * 1000)
     res = v.run_case(case)
     assert isinstance(res, v.PointResult)
     assert res.error_pct["ttft_mean"] == pytest.approx(
         v.pct_error(pred["ttft_mean"], 50.0))
-    # The ramped end: the same clients started over one lock-step cycle queue less for prefill.
-    assert 0 < pred["ttft_mean_ramped"] < pred["ttft_mean"]
-    assert pred["tpot_mean_ramped"] > 0
-    assert "ttft_mean_ramped" not in res.error_pct  # a bound, not a compared metric
+    # Desynchronised clients queue less for prefill than lock-stepped ones.
+    assert 0 < pred["ttft_mean"] < pred["ttft_mean_lockstep"]
+    assert "ttft_mean_lockstep" not in res.error_pct  # a bound, not a compared metric
 
 
 def test_replay_sends_the_recorded_lengths_in_order():
@@ -394,3 +402,36 @@ def test_point_table_names_the_calibration_each_point_ran_with():
     head = next(line for line in md.splitlines() if line.startswith("| GPU | point |"))
     assert "| calibration |" in head
     assert "| vllm-0.14 |" in md
+
+
+def test_a_drained_warmup_changes_nothing_in_the_measured_phase():
+    """Why validate does not simulate aiperf's warm-up: once drained it leaves an empty engine."""
+    from simulator.run import simulate
+
+    sc = v.silicon_scenario(model="Llama-3.1-8B", weight_dtype="bf16", gpu="H100-SXM", tp=1,
+                            isl=512, osl=32, concurrency=4)
+    wl = sc.workload
+    warm = sc.model_copy(update={"workload": wl.model_copy(update={
+        "arrival": wl.arrival.model_copy(update={"warmup_requests": 8})})})
+    a = simulate(sc).summary
+    b = simulate(warm).summary
+    assert b["requests"]["arrived"] == a["requests"]["arrived"] + 8
+    for key in ("ttft_ms", "tpot_ms"):
+        assert b[key]["mean"] == pytest.approx(a[key]["mean"], rel=1e-9)
+
+
+def test_hidden_leading_tokens_move_the_first_visible_token():
+    """gpt-oss's harmony header (3 tokens) is streamed to no one: aiperf's TTFT ends 3 steps later."""
+    sc = v.silicon_scenario(model="Llama-3.1-8B", weight_dtype="bf16", gpu="H100-SXM", tp=1,
+                            isl=256, osl=16, concurrency=2)
+    from simulator.run import simulate
+
+    req = simulate(sc).requests.sort_values("request_id")
+    plain = v.Case("silicon-dense", "H100-SXM", "p", "l", "closed_loop", sc, {},
+                   info={"concurrency": 2, "osl": 16, "model": "Llama-3.1-70B"})
+    harmony = v.Case("silicon-moe", "H100-SXM", "p", "l", "closed_loop", sc, {},
+                     info={"concurrency": 2, "osl": 16, "model": "gpt-oss-120b"})
+    a, b = vs.reduce_closed_loop(plain, req), vs.reduce_closed_loop(harmony, req)
+    assert vs.HIDDEN_LEADING_TOKENS["gpt-oss-120b"] == 3
+    assert b["ttft_mean"] == pytest.approx(a["ttft_mean"] + 3 * a["tpot_mean"])
+    assert b["tpot_mean"] == a["tpot_mean"]

@@ -41,7 +41,8 @@ def _ttft(res):
 
 def test_a_lone_request_pays_tokenisation_and_its_output_turn(monkeypatch):
     spec = [(0.0, RequestSpec(2000, 10))]
-    base = simulate_traffic(monkeypatch, scenario(), traffic(spec))
+    off = {"api_server": {"enabled": False}}
+    base = simulate_traffic(monkeypatch, scenario(engine=off), traffic(spec))
     front = simulate_traffic(monkeypatch, scenario(engine={"api_server": API}), traffic(spec))
     extra = _ttft(front)[0] - _ttft(base)[0]
     # request_s + 2000 tokens × 1 µs before the engine, one output turn after it.
@@ -62,9 +63,16 @@ def test_a_burst_is_tokenised_one_after_another(monkeypatch):
 
 
 def test_off_is_the_instantaneous_front_end():
-    a = simulate(scenario())
+    free = {"enabled": True, "request_s": 0.0, "tokenize_s_per_token": 0.0, "output_s": 0.0}
+    a = simulate(scenario(engine={"api_server": free}))
     b = simulate(scenario(engine={"api_server": {**API, "enabled": False}}))
     assert a.requests.equals(b.requests)
+
+
+def test_the_default_scenario_has_an_api_server():
+    on = simulate(scenario())
+    off = simulate(scenario(engine={"api_server": {"enabled": False}}))
+    assert on.summary["ttft_ms"]["mean"] > off.summary["ttft_ms"]["mean"]
 
 
 def test_front_end_runs_conserve_and_are_deterministic():
@@ -74,7 +82,8 @@ def test_front_end_runs_conserve_and_are_deterministic():
     assert a.requests.equals(b.requests)
     r = a.summary["requests"]
     assert r["arrived"] == r["completed"] + r["rejected"] + r["timed_out"] + r["in_flight"] == 200
-    base = simulate(scenario(workload={"arrival": {"kind": "poisson", "rate": 40.0}}))
+    base = simulate(scenario(workload={"arrival": {"kind": "poisson", "rate": 40.0}},
+                             engine={"api_server": {"enabled": False}}))
     assert a.summary["ttft_ms"]["mean"] > base.summary["ttft_ms"]["mean"]
 
 
@@ -92,7 +101,8 @@ def test_saturated_output_lane_slows_every_stream(monkeypatch):
     # 200 ms per step, far more than the GPU's step, so the last token reaches the client late.
     specs = [(0.0, RequestSpec(100, 50)) for _ in range(40)]
     busy = {**API, "output_s": 5e-3}
-    base = simulate_traffic(monkeypatch, scenario(), traffic(specs))
+    base = simulate_traffic(monkeypatch, scenario(engine={"api_server": {"enabled": False}}),
+                            traffic(specs))
     front = simulate_traffic(monkeypatch, scenario(engine={"api_server": busy}), traffic(specs))
     assert front.requests["finish_s"].max() > base.requests["finish_s"].max() + 0.1
     assert front.summary["requests"]["completed"] == 40
@@ -108,7 +118,7 @@ def test_closed_loop_wave_is_split_by_the_lane():
         return scenario_from_dict({"engine": {"max_model_len": 8192, **engine}, "workload": wl,
                                    "metrics": {"record_steps": False}})
 
-    plain = simulate(sc())
+    plain = simulate(sc(api_server={"enabled": False}))
     front = simulate(sc(api_server=API))
     wave2 = slice(8, 16)
 

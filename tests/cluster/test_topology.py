@@ -99,7 +99,9 @@ def test_fallback_to_a_smaller_model_when_the_primary_is_overloaded(monkeypatch)
 def test_output_cap_under_load_shortens_answers_only_when_loaded(monkeypatch):
     burst = [(0.0, RequestSpec(300, 400)) for _ in range(200)]
     quiet = [(5.0 * i, RequestSpec(300, 400)) for i in range(3)]
-    sc = scenario(engine={"max_num_seqs": 32},
+    # An instantaneous front end: the burst reaches the scheduler's queue, which the router reads,
+    # at once (an API server would hold it in its tokenizer first).
+    sc = scenario(engine={"max_num_seqs": 32, "api_server": {"enabled": False}},
                   fleet={"router": {"metrics_staleness_s": 0.0,
                                     "output_cap": {"when_waiting_per_replica": 20,
                                                    "max_tokens": 64}}})

@@ -112,7 +112,9 @@ def table_scenario(tmp_path: Path, **step_time):
     return scenario_from_dict({
         "model": {"name": "Llama-3.1-8B", "weight_dtype": "bf16"},
         "fleet": {"gpu": "H100-SXM", "tp": 1},
-        "engine": {"max_model_len": 4096, "max_num_batched_tokens": 2048},
+        # An instantaneous front end: the four first prompts share the first step.
+        "engine": {"max_model_len": 4096, "max_num_batched_tokens": 2048,
+                   "api_server": {"enabled": False}},
         "step_time": {"backend": "table", "table_file": "steps.csv", **step_time},
         "workload": {"arrival": {"kind": "closed_loop", "concurrency": 4},
                      "input_len": {"kind": "fixed", "value": 100},
