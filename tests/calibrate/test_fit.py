@@ -201,8 +201,9 @@ def test_static_latency_equals_simulating_the_offline_batch():
     batch, inp, out = 6, 300, 40
     sc = scenario_from_dict({
         "fleet": {"gpu": "H100-SXM", "tp": 1},
+        # benchmark_latency runs vLLM's offline LLM class: no API server.
         "engine": {"max_num_seqs": batch, "max_num_batched_tokens": 8192,
-                   "enable_prefix_caching": False},
+                   "enable_prefix_caching": False, "api_server": {"enabled": False}},
         "workload": {"num_requests": batch, "arrival": {"kind": "offline"},
                      "input_len": {"kind": "fixed", "value": inp},
                      "output_len": {"kind": "fixed", "value": out}}})
