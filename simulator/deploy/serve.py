@@ -143,6 +143,9 @@ def serve_to_scenario(args: ServeArgs, fam: Family, gpu: str, *, replicas: int =
         "scheduling_policy": policy,
         "scheduler": engine_kind,
     }
+    if "api-server-count" in v:
+        engine["api_server"] = {"api_server_count": as_int("api-server-count",
+                                                           v["api-server-count"])}
     if max_model_len is None:
         del engine["max_model_len"]
     if steps > 1:
@@ -231,6 +234,8 @@ def scenario_to_serve(model: str, weight_dtype: str | None, kv_cache_dtype: str,
              "--scheduling-policy", engine.scheduling_policy]
     if engine.num_scheduler_steps > 1:
         args += ["--num-scheduler-steps", str(engine.num_scheduler_steps)]
+    if engine.api_server.api_server_count > 1:
+        args += ["--api-server-count", str(engine.api_server.api_server_count)]
     return args, env, notes
 
 

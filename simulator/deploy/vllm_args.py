@@ -167,6 +167,7 @@ FLAGS_LIST: list[Flag] = [
             "kv-cache-dtype dtype"),
     *_flags("modelled", "bool", "enable-prefix-caching enable-chunked-prefill"),
     Flag("num-scheduler-steps", "value", "modelled", families=_V0ISH),
+    Flag("api-server-count", "value", "modelled"),
     Flag("swap-space", "value", "modelled"),
     Flag("cpu-offload-gb", "value", "modelled"),
     # ---- no effect on what the simulator predicts (server, logging, loading, sampling) ---
@@ -183,8 +184,7 @@ FLAGS_LIST: list[Flag] = [
             "model-loader-extra-config ignore-patterns pt-load-map-location uds "
             "disable-log-requests-ratio model-impl hf-config-path runner convert task "
             "data-parallel-address data-parallel-rpc-port data-parallel-rank "
-            "data-parallel-start-rank data-parallel-size-local data-parallel-backend "
-            "api-server-count"),
+            "data-parallel-start-rank data-parallel-size-local data-parallel-backend"),
     Flag("hf-token", "optional", "no_effect"),
     *_flags("no_effect", "bool", "trust-remote-code disable-log-requests enable-log-requests "
             "disable-log-stats enable-log-outputs enable-auto-tool-choice allow-credentials "

@@ -98,3 +98,12 @@ def test_export_refuses_what_vllm_cannot_run() -> None:
                           EngineConfig(enable_chunked_prefill=False), F11)
     with pytest.raises(ConfigError, match="no vLLM flag turns"):
         scenario_to_serve("Llama-3.1-8B", "int8", "auto", 1, EngineConfig(), F11)
+
+
+def test_api_server_count_round_trips() -> None:
+    i = imp("vllm serve meta-llama/Llama-3.1-8B-Instruct --api-server-count 4")
+    assert i.data["engine"]["api_server"] == {"api_server_count": 4}
+    sc = scenario_from_dict(i.data)
+    assert sc.engine.api_server.api_server_count == 4 and sc.engine.api_server.enabled
+    args, _, _ = scenario_to_serve("Llama-3.1-8B", "bf16", "auto", 1, sc.engine, F11)
+    assert args[args.index("--api-server-count") + 1] == "4"
