@@ -19,7 +19,7 @@ retries a request needs no client process: it goes straight to the fleet (the fa
 Benchmark clients as they are: ``vllm bench serve`` / benchmark_serving.py send a request list at
 ``--request-rate`` (``workload.arrival`` poisson or gamma with ``cv = 1/√burstiness``) with at most
 ``--max-concurrency`` in flight (``workload.max_concurrency``: :func:`capped_open_loop`); with an
-infinite rate that is a closed loop of ``concurrency`` clients. aiperf / genai-perf concurrency mode
+infinite rate that is a closed loop of ``concurrency`` clients. aiperf's concurrency mode
 is a closed loop whose warm-up phase is drained before the measured phase starts with every client
 at once (``arrival.warmup_requests``: :func:`warmup_then_measure`).
 

@@ -412,7 +412,7 @@ class ClosedLoopArrivals(Strict):
     finish in the same step, every wave) — the pessimistic end for TTFT; a ramp of one request
     cycle (TTFT + (output − 1) × TPOT) spreads them evenly — the optimistic end."""
     warmup_requests: int = Field(default=0, ge=0, le=MAX_REQUESTS)
-    """A warm-up phase first, as ``aiperf profile --warmup-request-count`` (and genai-perf) run it:
+    """A warm-up phase first, as ``aiperf profile --warmup-request-count`` runs it:
     the clients send this many requests, the tool waits until every warm-up response is back, then
     the measured phase (``num_requests``) starts with all clients at once. Warm-up requests are
     simulated and conserved but left out of every latency and throughput statistic (the measured
