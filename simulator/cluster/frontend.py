@@ -21,10 +21,11 @@ GPU workers) in another. A request's path through it, and what each stage costs 
 What the client sees moves with it: the first token (TTFT) and the end of the response (when a
 closed-loop client sends its next request, and when the router counts the request done) are
 delivered through the output lane; the engine frees the request's KV blocks at the step's end as
-before. The serialisation is what spreads a wave of closed-loop clients that the engine finished in
-the same step: their next requests reach the engine a few hundred microseconds to milliseconds
-apart, and once that spread crosses a step boundary the wave splits — the drift real benchmark
-clients show and an instantaneous front end never produces.
+before. The serialisation spreads a wave of closed-loop clients that the engine finished in the
+same step: their next requests reach the engine a few hundred microseconds to milliseconds apart,
+and where that spread crosses a step boundary the wave splits. With these priors it splits a wave
+once and then settles into a repeating pattern; it does not by itself reproduce how far real
+benchmark clients drift apart (``simulator/calibrate/validate_silicon.py``).
 
 Coefficients (provenance in each field's docstring): nothing in ../shared/data isolates API-server
 CPU time (every end-to-end run folds it into TTFT and TPOT), so they are priors: the tokenizer and
@@ -143,7 +144,7 @@ class APIServer:
     def step_end(self, now: float, n_outputs: int, finished: int) -> tuple[float, float]:
         """The step ending at ``now`` produced ``n_outputs`` outputs: occupy the output lane with
         them. Returns (base, gap): finished request ``j`` of the step (0-based) reaches its client
-        at ``base + (first_tokens + j + 1) × gap``, after the step's first tokens."""
+        at ``base + (j + 1) × gap`` (``base`` is already past the step's first tokens)."""
         base = self._base(now)
         gap = self.output_s
         self._out_busy = base + max(n_outputs, self._step_k + finished) * gap
