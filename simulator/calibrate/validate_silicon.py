@@ -26,7 +26,7 @@ One source is different: the ``aic-auto-gap-analysis`` rows (vLLM 0.12 on NVIDIA
 vllm-runtime image) cannot have counted a start-up burst: H200 Llama-3.1-8B FP8 c96 4000/500
 measures a 121 ms mean TTFT, while its burst alone (384k prompt tokens, ≥ 3.1 s of prefill at
 100 % of the FP8 peak) would add ≥ 155 ms to a 10-wave mean. Their protocol is not recorded; they
-are compared as a steady-state measurement (``PROTOCOL`` ``steady``: the first wave left out).
+are compared as a steady-state measurement (protocol ``steady``: the first wave left out).
 The rest are consistent with the burst: the H100 Llama-3.1-70B FP8 TP8 1024/1024 rows measure 109,
 137 and 185 ms at c16, c32 and c64, which after taking out one simulated burst wave in ten leaves
 the same ≈ 55 ms steady-state TTFT at every concurrency.
@@ -47,6 +47,12 @@ the data, so the steady wave is simulated from clients started evenly over one r
 started together. The lock-step steady wave (wave 2 of the burst run) is reported beside it
 (``ttft_mean_lockstep``; the report counts the measurements inside, below and above the
 [desynchronised, lock-step] bracket: :func:`summarize_ttft_bracket`).
+
+The first visible token: aiperf's TTFT ends at the first streamed chunk with content or reasoning,
+so tokens a model's chat format opens with and the server's parser streams to no one (gpt-oss's
+harmony header, Qwen3's ``<think>``; :data:`HIDDEN_LEADING_TOKENS`) move it by that many
+inter-token times; the prediction adds them (the simulator's own ``ttft_s`` is the engine's first
+token, delivered through the API server).
 
 Engine flags: vLLM's serving defaults on ≥ 70 GB GPUs (``max_num_batched_tokens`` 8192,
 ``max_num_seqs`` 1024, chunked prefill and prefix caching on, ``gpu_memory_utilization`` 0.9),
