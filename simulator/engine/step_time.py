@@ -374,6 +374,8 @@ class RooflineStepTime:
         self._by_tokens: dict[int, tuple[Num, Num, Num]] = {}
         """tokens → :meth:`_token_terms`."""
         self._by_seqs: dict[int, Num] = {}
+        self._shapes_f: dict[int, tuple[float, float, float, float]] = {}
+        """:meth:`_shape` as floats, by ``tokens · 2²¹ + sequences`` (:meth:`predict_totals`)."""
         """sequences → :meth:`_lm_head`."""
 
     # --------------------------------------------------------------------------------------------
@@ -657,14 +659,14 @@ class RooflineStepTime:
         the same operations in the same order."""
         if num_tokens <= 0:
             return 0.0
-        gl, ar, o, x = self._shape(num_tokens, num_seqs)
+        gl, ar, o, x = self._shape_f(num_tokens, num_seqs)
         window = self.window
         n_dec = num_seqs - len(prefill)
         p_tok, p_pairs, p_kv, w_pairs, w_kv = prefill_sums(prefill, window)
         d_pairs = float(decode_ctx + n_dec) if n_dec > 0 else 0.0
         d_flops = self.bf16_flops * self.attn_eff
         p_bytes = self.hbm * self.kv_eff
-        d_bytes = (self.hbm * float(self.decode_kv_eff(float(n_dec))) if self.attn_par_half > 0
+        d_bytes = (self.hbm * self._decode_kv_eff_f(float(n_dec)) if self.attn_par_half > 0
                    else p_bytes)
         att = self._pair_seconds(d_pairs, float(p_tok), p_pairs, float(p_kv),
                                  self.attn_flops_per_pair, self.attn_kv_bytes_per_token,
@@ -678,6 +680,30 @@ class RooflineStepTime:
         att = att + 1.0 * self.num_layers * (self.attn_latency_us
                                              + self.attn_per_seq_us * float(num_seqs)) * US
         return float(gl + att + ar + o + x)
+
+    def _shape_f(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, float]:
+        """:meth:`_shape` as floats, cached by one int (a tuple key is built, hashed and compared
+        on every lookup; the four sums after it were additions of untyped values)."""
+        if not 0 <= num_seqs < 2_097_152:
+            gl, ar, o, x = self._shape(num_tokens, num_seqs)
+            return float(gl), float(ar), float(o), float(x)
+        key = num_tokens * 2_097_152 + num_seqs
+        got = self._shapes_f.get(key)
+        if got is None:
+            gl, ar, o, x = self._shape(num_tokens, num_seqs)
+            got = (float(gl), float(ar), float(o), float(x))
+            if len(self._shapes_f) >= SHAPE_CACHE_SIZE:
+                self._shapes_f.clear()
+            self._shapes_f[key] = got
+        return got
+
+    def _decode_kv_eff_f(self, num_decodes: float) -> float:
+        """:meth:`decode_kv_eff` of one step (``attn_par_half`` > 0), in float arithmetic: the
+        same operations in the same order."""
+        par = num_decodes * self.kv_heads_rank
+        if not par > 1e-9:
+            par = 1e-9
+        return self.kv_eff * par / (par + self.attn_par_half)
 
     def _pair_seconds(self, d_pairs: float, p_tok: float, p_pairs: float, p_kv: float,
                       fpp: float, kvb: float, d_flops: float, d_bytes: float,
