@@ -231,6 +231,12 @@ class ModelProfile(Strict):
     """How many layers attend only to the last ``sliding_window`` tokens (gpt-oss: 18 of 36,
     alternating with full attention). Their attention FLOPs and KV reads are priced over the
     window; their KV memory is still charged in full (see module note)."""
+    hidden_output_tokens: int = Field(default=0, ge=0, le=64)
+    """Output tokens the model's chat format opens every answer with that the server's parser
+    streams to no one (a client's TTFT ends at the first visible token): gpt-oss's harmony header
+    ``<|channel|>analysis<|message|>`` is 3, Qwen3's ``<think>`` (thinking on, its default) 1.
+    A run's ``ttft_s`` adds this many inter-token times; ``first_token_s`` stays the first token
+    delivered."""
     source: str
     """Where the figures come from (config.json URL, model card)."""
 

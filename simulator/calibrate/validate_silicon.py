@@ -48,11 +48,11 @@ started together. The lock-step steady wave (wave 2 of the burst run) is reporte
 (``ttft_mean_lockstep``; the report counts the measurements inside, below and above the
 [desynchronised, lock-step] bracket: :func:`summarize_ttft_bracket`).
 
-The first visible token: aiperf's TTFT ends at the first streamed chunk with content or reasoning,
-so tokens a model's chat format opens with and the server's parser streams to no one (gpt-oss's
-harmony header, Qwen3's ``<think>``; :data:`HIDDEN_LEADING_TOKENS`) move it by that many
-inter-token times; the prediction adds them (the simulator's own ``ttft_s`` is the engine's first
-token, delivered through the API server).
+The first visible token: aiperf's TTFT ends at the first streamed chunk with content or reasoning
+(it drops the others: ``aiperf/parsers/openai_parsers.py``), so tokens a model's chat format opens
+with and the server's parser streams to no one (gpt-oss's harmony header, 3; Qwen3's ``<think>``,
+1; the model profile's ``hidden_output_tokens``) move it by that many inter-token times — which
+the simulator's ``ttft_s`` already counts.
 
 Engine flags: vLLM's serving defaults on ≥ 70 GB GPUs (``max_num_batched_tokens`` 8192,
 ``max_num_seqs`` 1024, chunked prefill and prefix caching on, ``gpu_memory_utilization`` 0.9),
@@ -132,15 +132,6 @@ AIPERF_REQUESTS_PER_CLIENT = 10
 10 × concurrency, after a drained --warmup-request-count 2 × concurrency)."""
 AIPERF_WARMUP_PER_CLIENT = 2
 """Warm-up requests per client the runner sends (drained; not simulated, see the module)."""
-HIDDEN_LEADING_TOKENS: dict[str, int] = {"gpt-oss-120b": 3, "Qwen3-32B": 1,
-                                         "Qwen3-235B-A22B": 1}
-"""Output tokens a model's chat format emits before the first one a client sees. aiperf drops
-streamed chunks with neither content nor reasoning (``aiperf/parsers/openai_parsers.py``), so its
-TTFT ends at the first visible token. gpt-oss answers in OpenAI's harmony format, whose assistant
-message opens with ``<|channel|>``, ``analysis``, ``<|message|>``, none of which vLLM's harmony
-parser streams: 3. Qwen3 (thinking on by default) opens with the special token ``<think>``, which
-the reasoning parser strips: 1. Llama: 0. MiniMax-M2: 0 (its chat template puts ``<think>`` in the
-prompt, so its first output token is already reasoning text)."""
 STEADY_SOURCES = ("aic-auto-gap-analysis",)
 """Row sources compared as steady-state measurements (first wave left out; module docstring)."""
 BURST_WAVES = 3
@@ -502,12 +493,6 @@ def reduce_closed_loop(case: Case, req: pd.DataFrame) -> dict[str, float]:
         b_ttft, b_tpot = _mean(w1["ttft_s"]) * 1000, _mean(w1["tpot_s"]) * 1000
         ttft, tpot = burst_mean(b_ttft, ttft_s), burst_mean(b_tpot, tpot_s)
         lock = burst_mean(b_ttft, lock_ttft)
-    # The client's first token is the first visible one (HIDDEN_LEADING_TOKENS): k decode steps
-    # after the engine's, at the run's inter-token time; the rest of the stream is unchanged.
-    k = HIDDEN_LEADING_TOKENS.get(str(case.info.get("model")), 0)
-    if k:
-        ttft += k * tpot
-        lock += k * tpot
     return {"ttft_mean": ttft, "tpot_mean": tpot, "ttft_mean_lockstep": lock,
             "throughput": closed_loop_throughput(c, osl, ttft, tpot),
             # A closed loop keeps its clients running: c sequences over the replica's GPUs.

@@ -177,6 +177,8 @@ class Fleet:
         """Create ``replicas`` replicas of ``pool``."""
         self.pools.append(pool)
         self.recorder.pool_models[pool.name] = pool.served
+        model = getattr(pool.deployment, "model", None)
+        self.recorder.pool_hidden_tokens[pool.name] = getattr(model, "hidden_output_tokens", 0)
         pool.make_scheduler, pool.step_time = make_scheduler, step_time
         for _ in range(replicas):
             self.replica_up(self.new_replica(pool))

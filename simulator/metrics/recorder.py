@@ -247,6 +247,9 @@ class Recorder:
     num_steps: int = 0
     pool_models: dict[str, str] = field(default_factory=dict)
     """Pool name → served model (for the ``model`` column)."""
+    pool_hidden_tokens: dict[str, int] = field(default_factory=dict)
+    """Pool → the served model's ``hidden_output_tokens`` (its answers' first tokens no client
+    sees; ``ttft_s`` counts to the first visible one)."""
     lifetimes: list[list[Any]] = field(default_factory=list)
     _open_life: dict[int, list[Any]] = field(default_factory=dict)
     _rows: _Table = field(default_factory=lambda: _Table(_REQUEST_KEEP))
@@ -399,6 +402,17 @@ class Recorder:
         req = self._rows.frame(REQUEST_COLUMNS, live, order_by=0,
                                categories={"outcome": list(names.OUTCOMES)})
         req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
+        hidden = {p: k for p, k in self.pool_hidden_tokens.items() if k}
+        if hidden and len(req):
+            # The first visible token: k inter-token times after the first one delivered (the
+            # model's chat format opens with k tokens its parser streams to no one); an answer of
+            # no more than k tokens shows its first text at its end.
+            k = req["pool"].astype(object).map(hidden).fillna(0).to_numpy(dtype=float)
+            vis = req["first_token_s"].to_numpy(dtype=float) + k * req["itl_mean_s"].fillna(
+                0.0).to_numpy(dtype=float)
+            short = (k > 0) & (req["output_tokens"].to_numpy() <= k)
+            vis = np.where(short, req["finish_s"].to_numpy(dtype=float), vis)
+            req["ttft_s"] = vis - req["arrival_s"]
         req["e2e_s"] = req["finish_s"] - req["arrival_s"]
         req["queue_s"] = req["scheduled_s"] - req["arrival_s"]
         dec = req["output_tokens"] - 1
