@@ -47,12 +47,14 @@ from pydantic import Field
 from simulator.profiles import Strict
 
 TOKENIZE_S_PER_TOKEN = 2.7e-6
-"""HF ``tokenizers`` 0.23.3 byte-level BPE (100k vocabulary) encoding 1k–16k-token prompts on one
-core of this project's 2-core development machine: 2.2–3.5 µs per token, median 2.7
-(``scripts/measure_frontend.py``)."""
+"""HF ``tokenizers`` 0.23.3 byte-level BPE (100k–128k vocabulary) encoding 128–16k-token prompts
+on one core of this project's 2-core development machine (``scripts/measure_frontend.py``, three
+runs on 2026-12-07): medians 2.7, 2.0 and 5.1 µs per token, the last with both cores busy; the
+first run is kept."""
 DETOKENIZE_S_PER_TOKEN = 1.3e-6
 """The same tokenizer's incremental ``DecodeStream.step`` (what vLLM v1's fast incremental
-detokenizer calls per new token): 1.3 µs per token (``scripts/measure_frontend.py``)."""
+detokenizer calls per new token): 0.6–1.5 µs per token over the same runs
+(``scripts/measure_frontend.py``)."""
 OUTPUT_S_PER_REQUEST = 20e-6
 """Per request per step in the API server: detokenising the new token plus building the
 ``RequestOutput``, the SSE chunk's JSON and the socket write (prior: 1.3 µs measured for the
