@@ -112,6 +112,16 @@ def step_end(env: simpy.Environment, at: float) -> simpy.Event:
     return ev
 
 
+def call_later(env: simpy.Environment, delay: float, callback: Callable[[Any], None]) -> None:
+    """``env.timeout(delay).callbacks.append(callback)`` as a compiled event (:class:`StepEnd`):
+    scheduled as SimPy schedules a timeout — at ``env.now + delay``, priority NORMAL, the next
+    event id — so the clock and the order of events are the same; SimPy's ``Timeout.__init__`` ran
+    as Python (the API server's tokenisation and delivery, twice per request)."""
+    ev = StepEnd(env)
+    ev.callbacks = [callback]
+    heapq.heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), cast(simpy.Event, ev)))
+
+
 def next_event(env: simpy.Environment) -> float:
     """``env.peek()``: the time of the next scheduled event (infinity if none), read here (a
     Python method call from compiled code costs more than the read; twice per step)."""

@@ -40,7 +40,7 @@ from typing import Any
 
 import simpy
 
-from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available
+from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, call_later
 from simulator.cluster.frontend import APIServer, APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
@@ -142,8 +142,7 @@ class Replica(StepOwner):
             at = api.admit(now, req.prompt_len)
             if at > now:  # the API server tokenises it first (frontend module)
                 self._tokenizing[req.request_id] = req
-                ev = self.env.timeout(at - now)
-                ev.callbacks.append(partial(self._tokenized, req))
+                call_later(self.env, at - now, partial(self._tokenized, req))
                 return
         self.scheduler.add_request(req)
         self._kick()
@@ -325,8 +324,7 @@ class Replica(StepOwner):
                 req.finish_time = at
                 if at > now:
                     self._delivering[req.request_id] = req
-                    ev = env.timeout(at - now)
-                    ev.callbacks.append(partial(self._delivered, req))
+                    call_later(env, at - now, partial(self._delivered, req))
                 else:
                     self.on_finish(req, self)
         if self.pending:
