@@ -1,7 +1,7 @@
 """Measure the API server's tokenizer and incremental detokenizer costs on this CPU.
 
 What this measures: the two per-token CPU costs of vLLM's front end that a real tokenizer library
-can isolate without a GPU or a model download (simulator/cluster/frontend.py uses them as its
+can isolate without a GPU or a model download (simulator/cluster/spec.py keeps them as the
 priors ``TOKENIZE_S_PER_TOKEN`` and ``DETOKENIZE_S_PER_TOKEN``):
 
 * encoding a prompt with HF ``tokenizers`` (what ``transformers``' fast tokenizers, and so vLLM's

@@ -52,6 +52,7 @@ MODULES: tuple[str, ...] = (
     "simulator.engine.step_time",
     "simulator.cluster.request",
     "simulator.cluster.replica",
+    "simulator.cluster.frontend",
     "simulator.cluster.fast_path",
     "simulator.cluster.router",
     "simulator.cluster.gateway",

@@ -22,8 +22,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from simulator.cluster.autoscale_spec import AutoscalingConfig, ProvisioningConfig
-from simulator.cluster.frontend import APIServerConfig
 from simulator.cluster.spec import (  # noqa: F401  (re-exported: the fleet's models live there)
+    APIServerConfig,
     ClientConfig,
     FaultsConfig,
     FleetConfig,

@@ -43,7 +43,7 @@ import pandas as pd
 
 from simulator.calibrate import datasets as ds
 from simulator.calibrate.validate_base import _QUIET_METRICS, Case, Skipped, _mean
-from simulator.cluster.frontend import APIServerConfig
+from simulator.cluster.spec import APIServerConfig
 from simulator.config import (
     EngineConfig,
     FixedLength,

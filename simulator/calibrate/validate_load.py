@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.calibrate import datasets as ds
-from simulator.cluster.frontend import APIServerConfig
+from simulator.cluster.spec import APIServerConfig
 from simulator.config import (
     EngineConfig,
     FixedLength,

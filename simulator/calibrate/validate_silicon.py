@@ -113,7 +113,7 @@ from simulator.calibrate.validate_base import (
     _mean,
     pct_error,
 )
-from simulator.cluster.frontend import APIServerConfig
+from simulator.cluster.spec import APIServerConfig
 from simulator.config import (
     ClosedLoopArrivals,
     EngineConfig,

@@ -49,7 +49,6 @@ import numpy as np
 import simpy
 
 from simulator.cluster.disagg import Link
-from simulator.cluster.frontend import APIServerConfig
 from simulator.cluster.gateway import FairQueue, Gateway, validate
 from simulator.cluster.ledger import RequestLog
 from simulator.cluster.replica import Replica
@@ -63,6 +62,7 @@ from simulator.cluster.router import (
     waiting_per_replica,
 )
 from simulator.cluster.spec import (
+    APIServerConfig,
     FleetConfig,
     GatewayConfig,
     RegionConfig,

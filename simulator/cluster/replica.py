@@ -41,7 +41,8 @@ from typing import Any
 import simpy
 
 from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, call_later
-from simulator.cluster.frontend import APIServer, APIServerConfig
+from simulator.cluster.frontend import APIServer
+from simulator.cluster.spec import APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan

@@ -530,3 +530,42 @@ class FaultsConfig(Strict):
     @property
     def any(self) -> bool:
         return bool(self.events) or self.mtbf is not None
+
+
+# Priors of vLLM's API server (simulator.cluster.frontend models it).
+TOKENIZE_S_PER_TOKEN = 2.7e-6
+"""HF ``tokenizers`` 0.23.3 byte-level BPE (100k–128k vocabulary) encoding 128–16k-token prompts
+on one core of this project's 2-core development machine (``scripts/measure_frontend.py``, three
+runs on 2026-12-07): medians 2.7, 2.0 and 5.1 µs per token, the last with both cores busy; the
+first run is kept."""
+DETOKENIZE_S_PER_TOKEN = 1.3e-6
+"""The same tokenizer's incremental ``DecodeStream.step`` (what vLLM v1's fast incremental
+detokenizer calls per new token): 0.6–1.5 µs per token over the same runs
+(``scripts/measure_frontend.py``)."""
+OUTPUT_S_PER_REQUEST = 20e-6
+"""Per request per step in the API server: detokenising the new token plus building the
+``RequestOutput``, the SSE chunk's JSON and the socket write (prior: 1.3 µs measured for the
+detokenisation, the Python-level rest taken as ~19 µs; not isolated by any data here)."""
+REQUEST_S = 0.5e-3
+"""Per request before tokenisation: HTTP parsing, request validation, chat-template rendering,
+sampling parameters and the ``EngineCoreRequest`` sent over ZMQ (prior, not isolated by any data
+here)."""
+
+
+class APIServerConfig(Strict):
+    """The API server in front of each replica's engine core (``vllm serve``'s front end)."""
+
+    enabled: bool = True
+    """Model the front end. Off: requests reach the engine core and tokens reach the client
+    instantly (what vLLM's offline ``LLM`` class does — benchmark_throughput / benchmark_latency
+    runs have no API server)."""
+    api_server_count: int = Field(default=1, ge=1, le=256)
+    """``--api-server-count``: API server processes; requests are spread over them round robin
+    and each has its own tokenizer thread and output loop."""
+    request_s: float = Field(default=REQUEST_S, ge=0, le=10)
+    """CPU seconds per request before tokenisation (:data:`REQUEST_S`)."""
+    tokenize_s_per_token: float = Field(default=TOKENIZE_S_PER_TOKEN, ge=0, le=1)
+    """CPU seconds per prompt token to tokenise (:data:`TOKENIZE_S_PER_TOKEN`)."""
+    output_s: float = Field(default=OUTPUT_S_PER_REQUEST, ge=0, le=1)
+    """CPU seconds per request per step to detokenise and stream its new token (see
+    :data:`OUTPUT_S_PER_REQUEST`)."""

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from simulator import simulate
-from simulator.cluster.frontend import APIServer, APIServerConfig
+from simulator.cluster.frontend import APIServer
+from simulator.cluster.spec import APIServerConfig
 from simulator.config import scenario_from_dict
 from simulator.workload.generator import RequestSpec
 from tests.cluster.helpers import scenario, simulate_traffic, traffic
