@@ -36,6 +36,10 @@ per GPU by :mod:`simulator.calibrate.fit` with the same kernel formulas (the ``*
 below). Leaves out: pipeline parallelism, expert parallelism (TP shards experts), overlap of
 communication with compute, speculative decoding, CUDA-graph padding of the decode batch, routing
 skew between experts, and GPU clock throttling (absorbed by the fitted efficiencies).
+
+Why one module (~720 lines): the fitter prices the measured kernels with the very ``*_seconds``
+functions the step's total is built from, and the compiled engine calls them inline per step; split
+apart, the formulas the calibration fits and the ones the simulation runs could drift.
 """
 
 from __future__ import annotations
