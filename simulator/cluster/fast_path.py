@@ -67,6 +67,7 @@ from typing import Any, cast
 import simpy
 from simpy.events import NORMAL
 
+from simulator.cluster.frontend import APIServer
 from simulator.engine.kv_cache import KVCacheManager
 from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
@@ -137,6 +138,8 @@ class StepOwner:
     busy_time: float
     """GPU seconds spent in engine steps."""
     num_steps: int
+    api_out: APIServer | None
+    """The API server's output lane, which every step's outputs occupy (None: none)."""
 
     def close_step(self, start: float, dt: float, n_seqs: int, n_tok: int, n_dec: int,
                    num_new: int, n_preempted: int, finished: list[Request], now: float) -> None:
@@ -617,6 +620,10 @@ class DecodeFastPath:
         gaps = self._gap
         gap_step = self._gap_step
         prev = ends[-1] if ends else None
+        # The API server's output lane takes each step's n outputs, as close_step would.
+        api = owner.api_out
+        lane = api.output_s * n if api is not None else 0.0
+        lane_busy = api.out_busy if api is not None else 0.0
         while g < stop:
             if inline:
                 pairs = float(ctx + n)
@@ -640,6 +647,8 @@ class DecodeFastPath:
                 self.fast_steps += 1
                 break
             busy += dt
+            if lane:
+                lane_busy = (lane_busy if lane_busy > end else end) + lane
             if prev is not None:
                 gap = end - prev
                 while gaps and gaps[-1] <= gap:
@@ -660,6 +669,8 @@ class DecodeFastPath:
             self._lazy_ctx = ctx
             owner.busy_time = busy
             owner.num_steps += k
+            if api is not None and lane:
+                api.out_busy = lane_busy
             self.fast_steps += k
             self.ahead_steps += k
             if not rows:

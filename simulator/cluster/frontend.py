@@ -61,10 +61,10 @@ class APIServer:
     __slots__ = (
         "_in_busy",
         "_next",
-        "_out_busy",
         "_step_base",
         "_step_k",
         "_step_t",
+        "out_busy",
         "output_s",
         "procs",
         "request_s",
@@ -80,7 +80,9 @@ class APIServer:
         self.output_s = cfg.output_s / self.procs
         self._in_busy = [0.0] * self.procs
         self._next = 0
-        self._out_busy = 0.0
+        self.out_busy = 0.0
+        """When the output lane is done with the steps so far (the decode fast path advances it
+        over its runs of decode steps as :meth:`step_end` would, step by step)."""
         self._step_t = -1.0
         self._step_base = 0.0
         self._step_k = 0
@@ -98,7 +100,7 @@ class APIServer:
     def _base(self, now: float) -> float:
         if now != self._step_t:
             self._step_t = now
-            self._step_base = self._out_busy if self._out_busy > now else now
+            self._step_base = self.out_busy if self.out_busy > now else now
             self._step_k = 0
         return self._step_base
 
@@ -115,5 +117,5 @@ class APIServer:
         at ``base + (j + 1) × gap`` (``base`` is already past the step's first tokens)."""
         base = self._base(now)
         gap = self.output_s
-        self._out_busy = base + max(n_outputs, self._step_k + finished) * gap
+        self.out_busy = base + max(n_outputs, self._step_k + finished) * gap
         return base + self._step_k * gap, gap

@@ -129,3 +129,23 @@ def test_closed_loop_wave_is_split_by_the_lane():
 
     assert starts(plain) == 1
     assert starts(front) >= 2
+
+
+def test_a_saturated_lane_is_the_same_with_the_fast_path_on_and_off():
+    # 300 sequences decoding together at 100 µs of API-server time each: the lane needs 30 ms a
+    # step, more than the GPU's step, so it falls behind during the fast path's runs of decode
+    # steps too.
+    wl = {"arrival": {"kind": "closed_loop", "concurrency": 300}, "num_requests": 600,
+          "input_len": {"kind": "fixed", "value": 64}, "output_len": {"kind": "fixed", "value": 200}}
+
+    def run(fast: bool):
+        return simulate(scenario_from_dict({
+            "engine": {"max_model_len": 4096, "max_num_seqs": 512,
+                       "api_server": {**API, "output_s": 100e-6}},
+            "workload": wl, "sim": {"fast_path": fast}, "metrics": {"record_steps": False}}))
+
+    on, off = run(True), run(False)
+    assert on.summary["sim"]["run_ahead_steps"] > 0  # decode runs were taken
+    cols = ["arrival_s", "first_token_s", "finish_s", "end_s"]
+    assert np.array_equal(on.requests.sort_values("request_id")[cols].to_numpy(),
+                          off.requests.sort_values("request_id")[cols].to_numpy())
