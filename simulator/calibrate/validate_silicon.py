@@ -130,8 +130,6 @@ from simulator.errors import ConfigError
 AIPERF_REQUESTS_PER_CLIENT = 10
 """Measured requests per client of a silicon row (aiconfigurator's aiperf runner: --request-count
 10 × concurrency, after a drained --warmup-request-count 2 × concurrency)."""
-AIPERF_WARMUP_PER_CLIENT = 2
-"""Warm-up requests per client the runner sends (drained; not simulated, see the module)."""
 STEADY_SOURCES = ("aic-auto-gap-analysis",)
 """Row sources compared as steady-state measurements (first wave left out; module docstring)."""
 BURST_WAVES = 3
