@@ -134,3 +134,25 @@ def test_itl_samples_match_per_request_means():
     df = res.requests.set_index("request_id")
     common = per_req.index.intersection(df.index[df["itl_mean_s"].notna()])
     assert np.allclose(per_req.loc[common], df.loc[common, "itl_mean_s"])
+
+
+@pytest.mark.parametrize("duration", [None, 8.0])
+def test_frames_only_run_has_the_same_frames_counts_and_window(duration):
+    """``summaries=False`` (what validation runs) changes nothing the run recorded: the same
+    frames, request counts and measured window as the full run, without the derived figures."""
+    sc = small_scenario(seed=3)
+    if duration is not None:  # requests still in flight at the end: the window runs to the end
+        sc = sc.model_copy(update={"workload": sc.workload.model_copy(
+            update={"duration_s": duration})})
+    full = simulate(sc)
+    lean = simulate(sc, summaries=False)
+    for frame in ("requests", "steps", "timeseries", "itl"):
+        assert getattr(lean, frame).equals(getattr(full, frame)), frame
+    assert lean.extra["attempts"].equals(full.extra["attempts"])
+    assert lean.summary["requests"] == {k: full.summary["requests"][k]
+                                        for k in lean.summary["requests"]}
+    assert lean.summary["window_s"] == full.summary["window_s"]
+    assert lean.summary["warnings"] == full.summary["warnings"]
+    assert "ttft_ms" not in lean.summary and "cost" not in lean.summary
+    if duration is not None:
+        assert lean.summary["requests"]["in_flight"] > 0

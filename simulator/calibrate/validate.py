@@ -206,9 +206,9 @@ def predict_case(case: Case) -> tuple[dict[str, float], str]:
 
     if case.kind == "replay":
         with vd.replayed_requests(case.replay):
-            res = simulate(case.scenario)
+            res = simulate(case.scenario, summaries=False)
     else:
-        res = simulate(case.scenario)
+        res = simulate(case.scenario, summaries=False)
     req = res.requests.sort_values("request_id")
     if (req["outcome"] != names.COMPLETED).any():
         bad = req.loc[req["outcome"] != names.COMPLETED, "outcome"].value_counts().to_dict()

@@ -56,8 +56,10 @@ METRIC_UNITS: dict[str, str] = {
     "latency": "s", "tpot_p99": "ms",
 }
 
-_QUIET_METRICS: dict[str, Any] = dict(record_steps=False, sample_interval_s=60.0)
-"""Validation runs keep no per-step rows and sample gauges rarely (only the requests are read)."""
+_QUIET_METRICS: dict[str, Any] = dict(record_steps=False, record_itl=False, sample_interval_s=60.0)
+"""Validation runs keep no per-step rows nor per-token gaps and sample gauges rarely (only the
+requests are read; a request's TTFT, TPOT and largest gap are the same without the gaps). A suite
+that compares ITL percentiles (dstack) keeps the gaps."""
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def dstack_scenario(gpu: str, qps: float, n_requests: int, name: str = "dstack")
         workload=WorkloadConfig(arrival=PoissonArrivals(rate=qps),
                                 input_len=FixedLength(value=1), output_len=FixedLength(value=1),
                                 num_requests=n_requests),
-        metrics=MetricsConfig(**_QUIET_METRICS),
+        metrics=MetricsConfig(**(_QUIET_METRICS | {"record_itl": True})),  # ITL percentiles
     )
 
 

@@ -396,7 +396,7 @@ def steady_prediction(case: Case, cycle_s: float) -> dict[str, float]:
     arrival = wl.arrival.model_copy(update={"ramp_up_s": cycle_s})
     sc = case.scenario.model_copy(update={"workload": wl.model_copy(
         update={"arrival": arrival, "num_requests": RAMP_WAVES * c})})
-    req = simulate(sc).requests
+    req = simulate(sc, summaries=False).requests
     if (req["outcome"] != names.COMPLETED).any():
         raise ConfigError(f"{case.point_id}: not every ramped request completed")
     ids = req["request_id"].to_numpy()
