@@ -30,13 +30,16 @@ they are recomputed even on the replica that saw the first attempt.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL, URGENT
 
+from simulator.cluster.fast_path import StepEnd, call_later
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.cluster.spec import ClientConfig, ExponentialBackoff
 from simulator.metrics import names
@@ -192,6 +195,50 @@ def open_loop(env: simpy.Environment, stream: OpenLoopStream, send: Callable[[Re
         send(spec)
 
 
+class OpenLoopSender:
+    """:func:`open_loop` as compiled timer callbacks instead of a SimPy process: the same events
+    with the same ids in the same order (``tests/cluster/test_bench_clients.py`` compares both), and
+    no interpreted ``Timeout`` and ``Process._resume`` per request. Like ``env.process``, it starts
+    from an URGENT event now (SimPy's ``Initialize``) and ends with an event of its own (a finished
+    process is scheduled once more), so that the event ids of everything else stay the same."""
+
+    def __init__(self, env: simpy.Environment, stream: OpenLoopStream,
+                 send: Callable[[RequestSpec], Any], until: float | None) -> None:
+        self.env = env
+        self.items = zip(stream.times, stream.specs, strict=False)
+        self.send = send
+        self.until = until
+        self.due: RequestSpec | None = None
+        """The request whose arrival the pending timer is for."""
+        env = self.env
+        ev = StepEnd(env)
+        ev.callbacks = [self._resume]
+        heapq.heappush(env._queue, (env._now, URGENT, next(env._eid), cast(simpy.Event, ev)))
+
+    def _fire(self, ev: Any) -> None:
+        spec = self.due
+        assert spec is not None
+        self.due = None
+        self.send(spec)
+        self._resume(ev)
+
+    def _resume(self, _ev: Any) -> None:
+        """What the process does between two yields: send what is due, then wait for the next
+        arrival (or end)."""
+        env = self.env
+        until = self.until
+        for t, spec in self.items:
+            if until is not None and t > until:
+                break
+            if t > env._now:
+                self.due = spec
+                call_later(env, t - env._now, self._fire)
+                return
+            self.send(spec)
+        end = StepEnd(env)  # the finished process's own event (no one waits for it)
+        heapq.heappush(env._queue, (env._now, NORMAL, next(env._eid), cast(simpy.Event, end)))
+
+
 def capped_open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Submit,
                      until: float | None, cap: int) -> Generator[simpy.Event, Any, None]:
     """``vllm bench serve --max-concurrency``: each request is due at its arrival time, but at most
@@ -308,7 +355,7 @@ def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,
             env.process(capped_open_loop(env, stream, submit, traffic.until,
                                          stream.max_concurrency))
         else:
-            env.process(open_loop(env, stream, fire or submit, traffic.until))
+            OpenLoopSender(env, stream, fire or submit, traffic.until)  # open_loop, compiled
     for group in traffic.closed_loop:
         g: ClosedLoopGroup = group
         if g.warmup > 0:

@@ -103,6 +103,10 @@ class RequestLog:
         outcomes = self._outcomes
         outcomes[cr.outcome] = outcomes.get(cr.outcome, 0) + 1
         del self.requests[id(cr)]
+        # NOTE: its rows are taken; nothing reads its attempts after this. Cleared, the
+        # request ⇄ attempt cycle is gone and its five objects are freed at once, not by the
+        # cyclic GC's passes (S2: ~12 % of the run was such passes).
+        atts.clear()
 
     def release(self) -> None:
         """Take the rows of client requests that ended but could not be taken then (their
@@ -209,7 +213,10 @@ class RequestLog:
         live = self.requests.values()
         ids = np.concatenate([self.recorder.request_ids(),
                               np.array([r.request_id for r in live], dtype=np.int64)])
-        if len(np.unique(ids)) != len(ids):
+        # NOTE: sorted and compared with the neighbour: np.unique hashes integers since numpy 2.3,
+        # ten times as slow (0.6 s for S3's million ids).
+        ids.sort()
+        if bool((ids[1:] == ids[:-1]).any()):
             raise RuntimeError("conservation violated: duplicate request ids")
         n_att = 0
         for r in live:

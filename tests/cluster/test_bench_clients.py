@@ -93,3 +93,74 @@ def test_max_concurrency_is_refused_where_it_means_nothing():
     with pytest.raises(ConfigError, match=r"closed loop use arrival\.concurrency"):
         _sc({"arrival": {"kind": "closed_loop", "concurrency": 4}, "num_requests": 10,
              "max_concurrency": 2})
+
+
+@pytest.mark.parametrize("until", [None, 2.9])
+def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
+    """The compiled open-loop sender and the SimPy process it replaces: the same sends at the same
+    times, in the same order against other events at tied times (event ids), and the same number
+    of event ids taken (everything scheduled after them keeps its order)."""
+    import simpy
+
+    from simulator.cluster.client import OpenLoopSender, open_loop
+    from simulator.cluster.fast_path import run_until
+    from simulator.workload.generator import OpenLoopStream
+
+    def play(compiled: bool) -> tuple[list[tuple[float, str]], int]:
+        env = simpy.Environment(initial_time=0.0)
+        log: list[tuple[float, str]] = []
+
+        def ticker():
+            for t in (0.0, 1.0, 1.0, 2.5, 3.0, 4.0):
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                log.append((env.now, f"tick {t}"))
+
+        env.process(ticker())
+        times = [0.0, 0.0, 1.0, 1.0, 2.5, 3.0, 3.5]
+        stream = OpenLoopStream(times=iter(times), specs=iter(range(len(times))))
+        send = lambda spec: log.append((env.now, f"send {spec}"))  # noqa: E731
+        if compiled:
+            OpenLoopSender(env, stream, send, until)
+        else:
+            env.process(open_loop(env, stream, send, until))
+        env.process(ticker())
+        run_until(env, env.timeout(10.0))
+        return log, next(env._eid)
+
+    assert play(True) == play(False)
+    log, _ = play(True)
+    assert [e for _, e in log if e.startswith("send")][-1] == ("send 4" if until else "send 6")
+
+
+def test_run_until_is_simpy_run():
+    """The compiled event loop returns where ``env.run(until=...)`` returns, raises what it raises
+    (a failed event's exception; no events left before ``until``)."""
+    import simpy
+
+    from simulator.cluster.fast_path import run_until
+
+    def proc(env, log):
+        for _k in range(3):
+            yield env.timeout(1.5)
+            log.append(env.now)
+
+    for runner in ("simpy", "compiled"):
+        env = simpy.Environment(initial_time=0.0)
+        log: list[float] = []
+        env.process(proc(env, log))
+        stop = env.timeout(3.2)
+        env.run(until=stop) if runner == "simpy" else run_until(env, stop)
+        assert (env.now, log) == (3.2, [1.5, 3.0])
+
+    def bad(env):
+        yield env.timeout(1.0)
+        raise ValueError("boom")
+
+    env = simpy.Environment(initial_time=0.0)
+    env.process(bad(env))
+    with pytest.raises(ValueError, match="boom"):
+        run_until(env, env.timeout(5.0))
+    env = simpy.Environment(initial_time=0.0)
+    with pytest.raises(RuntimeError, match="No scheduled events left"):
+        run_until(env, env.event())

@@ -98,3 +98,17 @@ def test_in_flight_requests_join_the_frames_and_retries_keep_the_final_attempts_
     assert att["engine_id"].tolist() == [10, 11, 12]
     assert att["outcome"].astype(str).tolist() == [names.TIMED_OUT, names.COMPLETED,
                                                    names.IN_FLIGHT]
+
+
+def test_a_request_id_taken_twice_violates_conservation_and_taken_rows_drop_the_attempts():
+    log = RequestLog(Recorder())
+    for i in (5, 7, 5):  # the third reuses an id already taken
+        c = _creq(log, i)
+        a = _attempt(log, c, i)
+        log.attempt_end(a, names.COMPLETED, "", 1.0)
+        log.end(c, names.COMPLETED, "", 1.0)
+        assert c.attempts == [] and a.creq is c  # rows taken: the request ⇄ attempt cycle is cut
+        if i == 7:
+            log.check_conservation()
+    with pytest.raises(RuntimeError, match="duplicate request ids"):
+        log.check_conservation()
