@@ -164,6 +164,73 @@ def run_until(env: simpy.Environment, until: simpy.Event) -> None:
                            f"{until}") from None
 
 
+class ProcessDriver:
+    """What resumes a SimPy process after each event it waits on: ``Process._resume`` of SimPy 4.1,
+    line for line, compiled (it is interpreted: about a microsecond per resume, and a replica's
+    engine loop resumes once or twice per request). The ``simpy.Process`` object stays what others
+    see and use — its value, ``is_alive``, ``interrupt()``, ``env.active_process`` — only its
+    resume callback is this one (:func:`process`)."""
+
+    __slots__ = ("env", "generator", "proc", "resume_cb")
+
+    def __init__(self, env: simpy.Environment, proc: Any, generator: Any) -> None:
+        self.env = env
+        self.proc = proc
+        self.generator = generator
+        self.resume_cb: Callable[[Any], None] = self.resume
+        """The one bound callback registered on every event waited on (an ``Interruption``
+        removes ``proc._resume`` from its target's callbacks: the same object)."""
+
+    def resume(self, event: Any) -> None:
+        env = self.env
+        proc = self.proc
+        gen = self.generator
+        env._active_proc = proc
+        while True:
+            try:
+                if event._ok:
+                    event = gen.send(event._value)
+                else:
+                    event._defused = True
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    event = gen.throw(exc)
+            except StopIteration as e:
+                event = None
+                proc._ok = True
+                proc._value = e.args[0] if len(e.args) else None
+                env.schedule(proc)
+                break
+            except BaseException as e:
+                event = None
+                proc._ok = False
+                proc._value = e
+                env.schedule(proc)
+                break
+            try:
+                if event.callbacks is not None:
+                    event.callbacks.append(self.resume_cb)
+                    break
+            except AttributeError:
+                if hasattr(event, "callbacks"):
+                    raise
+                raise RuntimeError(f'Invalid yield value "{event}"') from None
+        proc._target = event
+        env._active_proc = None
+
+
+def process(env: simpy.Environment, generator: Any) -> simpy.Process:
+    """``env.process(generator)`` resumed by a compiled :class:`ProcessDriver`: the same events,
+    ids and order (its ``Initialize`` is SimPy's own)."""
+    proc = env.process(generator)
+    driver = ProcessDriver(env, proc, generator)
+    cb = driver.resume_cb
+    anyproc: Any = proc
+    anyproc._resume = cb  # NOTE: an instance attribute: what Interruption._interrupt removes
+    anyproc._target.callbacks[0] = cb  # the Initialize event's one callback
+    return proc
+
+
 def next_event(env: simpy.Environment) -> float:
     """``env.peek()``: the time of the next scheduled event (infinity if none), read here (a
     Python method call from compiled code costs more than the read; twice per step)."""

@@ -40,7 +40,14 @@ from typing import Any
 
 import simpy
 
-from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, call_later
+from simulator.cluster.fast_path import (
+    IDLE,
+    DecodeFastPath,
+    StepOwner,
+    available,
+    call_later,
+    process,
+)
 from simulator.cluster.frontend import APIServer
 from simulator.cluster.spec import APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
@@ -108,7 +115,7 @@ class Replica(StepOwner):
         self.fast: DecodeFastPath | None = DecodeFastPath(
             self, env, self.scheduler, step_time, recorder, self._token, self.pending,
             replica_id) if self.fast_path else None
-        self.process = env.process(self.run())
+        self.process = process(env, self.run())
 
     # ---- what a router / scraper sees ------------------------------------------------------
     @property
@@ -390,7 +397,7 @@ class Replica(StepOwner):
         if self.fast is not None:
             self.fast.reset(self.scheduler)
         self.alive = True
-        self.process = self.env.process(self.run())
+        self.process = process(self.env, self.run())
 
 
 def request_done(req: Request) -> bool:

@@ -132,35 +132,3 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
     log, _ = play(True)
     assert [e for _, e in log if e.startswith("send")][-1] == ("send 4" if until else "send 6")
 
-
-def test_run_until_is_simpy_run():
-    """The compiled event loop returns where ``env.run(until=...)`` returns, raises what it raises
-    (a failed event's exception; no events left before ``until``)."""
-    import simpy
-
-    from simulator.cluster.fast_path import run_until
-
-    def proc(env, log):
-        for _k in range(3):
-            yield env.timeout(1.5)
-            log.append(env.now)
-
-    for runner in ("simpy", "compiled"):
-        env = simpy.Environment(initial_time=0.0)
-        log: list[float] = []
-        env.process(proc(env, log))
-        stop = env.timeout(3.2)
-        env.run(until=stop) if runner == "simpy" else run_until(env, stop)
-        assert (env.now, log) == (3.2, [1.5, 3.0])
-
-    def bad(env):
-        yield env.timeout(1.0)
-        raise ValueError("boom")
-
-    env = simpy.Environment(initial_time=0.0)
-    env.process(bad(env))
-    with pytest.raises(ValueError, match="boom"):
-        run_until(env, env.timeout(5.0))
-    env = simpy.Environment(initial_time=0.0)
-    with pytest.raises(RuntimeError, match="No scheduled events left"):
-        run_until(env, env.event())

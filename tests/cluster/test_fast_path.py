@@ -233,3 +233,85 @@ def test_step_end_fires_at_the_absolute_time() -> None:
     env.process(proc())
     env.run()
     assert seen == [b]
+
+
+def test_run_until_is_simpy_run():
+    """The compiled event loop returns where ``env.run(until=...)`` returns, raises what it raises
+    (a failed event's exception; no events left before ``until``)."""
+    import simpy
+
+    from simulator.cluster.fast_path import run_until
+
+    def proc(env, log):
+        for _k in range(3):
+            yield env.timeout(1.5)
+            log.append(env.now)
+
+    for runner in ("simpy", "compiled"):
+        env = simpy.Environment(initial_time=0.0)
+        log: list[float] = []
+        env.process(proc(env, log))
+        stop = env.timeout(3.2)
+        env.run(until=stop) if runner == "simpy" else run_until(env, stop)
+        assert (env.now, log) == (3.2, [1.5, 3.0])
+
+    def bad(env):
+        yield env.timeout(1.0)
+        raise ValueError("boom")
+
+    env = simpy.Environment(initial_time=0.0)
+    env.process(bad(env))
+    with pytest.raises(ValueError, match="boom"):
+        run_until(env, env.timeout(5.0))
+    env = simpy.Environment(initial_time=0.0)
+    with pytest.raises(RuntimeError, match="No scheduled events left"):
+        run_until(env, env.event())
+
+
+def test_a_compiled_process_driver_is_simpy_process_resume():
+    """``fast_path.process`` against ``env.process``: the same values, order of events, event ids,
+    failures and interrupts (a crash interrupts the replica's process)."""
+    import simpy
+
+    from simulator.cluster.fast_path import process, run_until
+
+    def play(make):
+        env = simpy.Environment(initial_time=0.0)
+        log = []
+
+        def worker(name, n):
+            try:
+                for k in range(n):
+                    got = yield env.timeout(1.0, value=k)
+                    log.append((env.now, name, got, env.active_process is procs[name]))
+            except simpy.Interrupt as i:
+                log.append((env.now, name, "interrupted", i.cause))
+                return "stopped"
+            return f"{name} done"
+
+        def failing():
+            yield env.timeout(0.5)
+            raise KeyError("x")
+
+        def watcher():
+            try:
+                yield procs["bad"]
+            except KeyError as e:
+                log.append((env.now, "watcher", repr(e)))
+            value = yield procs["a"]
+            log.append((env.now, "watcher", value))
+            procs["b"].interrupt("crash")
+            yield env.timeout(0.25)
+            log.append((env.now, "b alive", procs["b"].is_alive, procs["b"].value))
+
+        procs = {}
+        procs["a"] = make(env, worker("a", 2))
+        procs["b"] = make(env, worker("b", 10))
+        procs["bad"] = make(env, failing())
+        make(env, watcher())
+        run_until(env, env.timeout(20.0))
+        return log, next(env._eid)
+
+    simpy_run = play(lambda env, gen: env.process(gen))
+    assert play(process) == simpy_run
+    assert (2.25, "b alive", False, "stopped") in simpy_run[0]
