@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from simulator import __version__, _native
 from simulator.cluster.client import Clients, start_clients
-from simulator.cluster.fast_path import run_until
 from simulator.cluster.faults import start_faults
 from simulator.cluster.fleet import Fleet, Pool
 from simulator.cluster.spec import PoolConfig
@@ -406,7 +405,7 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
     if progress is not None:
         progress.started(env, fleet.log, traffic.expected_requests, limit)
     try:
-        run_until(env, simpy.AnyOf(env, [stop, env.timeout(limit)]))  # env.run, compiled
+        env.run(until=simpy.AnyOf(env, [stop, env.timeout(limit)]))
     finally:
         gc.unfreeze()
         if progress is not None:

@@ -39,7 +39,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, URGENT
 
-from simulator.cluster.fast_path import StepEnd, call_later, process
+from simulator.cluster.fast_path import StepEnd, call_later
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.cluster.spec import ClientConfig, ExponentialBackoff
 from simulator.metrics import names
@@ -89,7 +89,7 @@ class Clients:
             return self.fleet.submit(spec)
         creq = self.fleet.new_request(spec, auto=False)
         self._deposit()
-        process(self.env, self._run(creq))
+        self.env.process(self._run(creq))
         assert creq.done is not None
         return creq.done
 
@@ -100,7 +100,7 @@ class Clients:
             return
         creq = self.fleet.new_request(spec, auto=False, wait=False)
         self._deposit()
-        process(self.env, self._run(creq))
+        self.env.process(self._run(creq))
 
     # ---- retry budget --------------------------------------------------------------------------
     def _deposit(self) -> None:
@@ -210,7 +210,6 @@ class OpenLoopSender:
         self.until = until
         self.due: RequestSpec | None = None
         """The request whose arrival the pending timer is for."""
-        env = self.env
         ev = StepEnd(env)
         ev.callbacks = [self._resume]
         heapq.heappush(env._queue, (env._now, URGENT, next(env._eid), cast(simpy.Event, ev)))
@@ -274,9 +273,9 @@ def warmup_then_measure(env: simpy.Environment, group: ClosedLoopGroup, submit: 
     The measured window opens at the start of the profiling phase (``traffic.measure_from_s``)."""
     n = min(group.concurrency, group.warmup)
     budget = [group.warmup]
-    yield env.all_of([process(env, closed_loop_client(env, group.specs, submit,
-                                                      group.think_time_s, budget, traffic.until,
-                                                      i * group.ramp_up_s / group.concurrency))
+    yield env.all_of([env.process(closed_loop_client(env, group.specs, submit, group.think_time_s,
+                                                     budget, traffic.until,
+                                                     i * group.ramp_up_s / group.concurrency))
                       for i in range(n)])
     traffic.measure_from_s = max(traffic.measure_from_s, env._now)
     start_closed_group(env, group, submit, traffic.until)
@@ -291,7 +290,7 @@ def start_closed_group(env: simpy.Environment, g: ClosedLoopGroup, submit: Submi
     # ramp keeps its spacing, so the results are the same.
     n = g.concurrency if g.limit is None else min(g.concurrency, g.limit)
     for i in range(n):
-        process(env, closed_loop_client(env, g.specs, submit, g.think_time_s, budget, until,
+        env.process(closed_loop_client(env, g.specs, submit, g.think_time_s, budget, until,
                                        i * g.ramp_up_s / g.concurrency))
 
 
@@ -342,7 +341,7 @@ def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: 
             return
         if s.start_s > env._now:
             yield env.timeout(s.start_s - env._now)
-        process(env, session_client(env, s, submit, until))
+        env.process(session_client(env, s, submit, until))
 
 
 def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,

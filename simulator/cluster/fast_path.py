@@ -65,8 +65,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import simpy
-from simpy.core import EmptySchedule, StopSimulation
-from simpy.events import NORMAL, EventPriority
+from simpy.events import NORMAL
 
 from simulator.cluster.frontend import APIServer
 from simulator.engine.kv_cache import KVCacheManager
@@ -122,113 +121,6 @@ def call_later(env: simpy.Environment, delay: float, callback: Callable[[Any], N
     ev = StepEnd(env)
     ev.callbacks = [callback]
     heapq.heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), cast(simpy.Event, ev)))
-
-
-def run_until(env: simpy.Environment, until: simpy.Event) -> None:
-    """``env.run(until=until)`` as SimPy 4.1 runs it (``Environment.run`` and ``Environment.step``:
-    the same events in the same order, the same errors), with its event loop
-    compiled: ``Environment.step`` is a Python call per event (about five per simulated request).
-    Returns when ``until`` has been processed; raises what a failed, undefused event raised."""
-    if until.callbacks is None:
-        return  # already processed
-    until.callbacks.append(StopSimulation.callback)
-    queue = env._queue
-    try:
-        while True:
-            try:
-                now, _prio, _eid, popped = heapq.heappop(queue)
-            except IndexError:
-                raise EmptySchedule from None
-            env._now = now
-            event: Any = popped
-            callbacks = event.callbacks
-            event.callbacks = None
-            k = 0
-            try:
-                for callback in callbacks:
-                    k += 1
-                    callback(event)
-            except StopSimulation:
-                # As SimPy does: the callbacks not yet called stay with the event, rescheduled.
-                event.callbacks = callbacks[k:]
-                env.schedule(event, EventPriority(-1))
-                raise
-            if not event._ok and not hasattr(event, "_defused"):
-                exc = type(event._value)(*event._value.args)
-                exc.__cause__ = event._value
-                raise exc
-    except StopSimulation:
-        return
-    except EmptySchedule:
-        raise RuntimeError(f'No scheduled events left but "until" event was not triggered: '
-                           f"{until}") from None
-
-
-class ProcessDriver:
-    """What resumes a SimPy process after each event it waits on: ``Process._resume`` of SimPy 4.1,
-    line for line, compiled (it is interpreted: about a microsecond per resume, and a replica's
-    engine loop resumes once or twice per request). The ``simpy.Process`` object stays what others
-    see and use — its value, ``is_alive``, ``interrupt()``, ``env.active_process`` — only its
-    resume callback is this one (:func:`process`)."""
-
-    __slots__ = ("env", "generator", "proc", "resume_cb")
-
-    def __init__(self, env: simpy.Environment, proc: Any, generator: Any) -> None:
-        self.env = env
-        self.proc = proc
-        self.generator = generator
-        self.resume_cb: Callable[[Any], None] = self.resume
-        """The one bound callback registered on every event waited on (an ``Interruption``
-        removes ``proc._resume`` from its target's callbacks: the same object)."""
-
-    def resume(self, event: Any) -> None:
-        env = self.env
-        proc = self.proc
-        gen = self.generator
-        env._active_proc = proc
-        while True:
-            try:
-                if event._ok:
-                    event = gen.send(event._value)
-                else:
-                    event._defused = True
-                    exc = type(event._value)(*event._value.args)
-                    exc.__cause__ = event._value
-                    event = gen.throw(exc)
-            except StopIteration as e:
-                event = None
-                proc._ok = True
-                proc._value = e.args[0] if len(e.args) else None
-                env.schedule(proc)
-                break
-            except BaseException as e:
-                event = None
-                proc._ok = False
-                proc._value = e
-                env.schedule(proc)
-                break
-            try:
-                if event.callbacks is not None:
-                    event.callbacks.append(self.resume_cb)
-                    break
-            except AttributeError:
-                if hasattr(event, "callbacks"):
-                    raise
-                raise RuntimeError(f'Invalid yield value "{event}"') from None
-        proc._target = event
-        env._active_proc = None
-
-
-def process(env: simpy.Environment, generator: Any) -> simpy.Process:
-    """``env.process(generator)`` resumed by a compiled :class:`ProcessDriver`: the same events,
-    ids and order (its ``Initialize`` is SimPy's own)."""
-    proc = env.process(generator)
-    driver = ProcessDriver(env, proc, generator)
-    cb = driver.resume_cb
-    anyproc: Any = proc
-    anyproc._resume = cb  # NOTE: an instance attribute: what Interruption._interrupt removes
-    anyproc._target.callbacks[0] = cb  # the Initialize event's one callback
-    return proc
 
 
 def next_event(env: simpy.Environment) -> float:

@@ -40,14 +40,7 @@ from typing import Any
 
 import simpy
 
-from simulator.cluster.fast_path import (
-    IDLE,
-    DecodeFastPath,
-    StepOwner,
-    available,
-    call_later,
-    process,
-)
+from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, call_later
 from simulator.cluster.frontend import APIServer
 from simulator.cluster.spec import APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
@@ -115,7 +108,7 @@ class Replica(StepOwner):
         self.fast: DecodeFastPath | None = DecodeFastPath(
             self, env, self.scheduler, step_time, recorder, self._token, self.pending,
             replica_id) if self.fast_path else None
-        self.process = process(env, self.run())
+        self.process = env.process(self.run())
 
     # ---- what a router / scraper sees ------------------------------------------------------
     @property
@@ -397,7 +390,7 @@ class Replica(StepOwner):
         if self.fast is not None:
             self.fast.reset(self.scheduler)
         self.alive = True
-        self.process = process(self.env, self.run())
+        self.process = self.env.process(self.run())
 
 
 def request_done(req: Request) -> bool:

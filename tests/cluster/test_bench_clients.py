@@ -103,7 +103,6 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
     import simpy
 
     from simulator.cluster.client import OpenLoopSender, open_loop
-    from simulator.cluster.fast_path import run_until
     from simulator.workload.generator import OpenLoopStream
 
     def play(compiled: bool) -> tuple[list[tuple[float, str]], int]:
@@ -125,7 +124,7 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
         else:
             env.process(open_loop(env, stream, send, until))
         env.process(ticker())
-        run_until(env, env.timeout(10.0))
+        env.run(until=10.0)
         return log, next(env._eid)
 
     assert play(True) == play(False)
