@@ -103,7 +103,7 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
     import simpy
 
     from simulator.cluster.client import OpenLoopSender, open_loop
-    from simulator.workload.generator import OpenLoopStream
+    from simulator.workload.generator import OpenLoopStream, RequestSpec
 
     def play(compiled: bool) -> tuple[list[tuple[float, str]], int]:
         env = simpy.Environment(initial_time=0.0)
@@ -117,8 +117,10 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
 
         env.process(ticker())
         times = [0.0, 0.0, 1.0, 1.0, 2.5, 3.0, 3.5]
-        stream = OpenLoopStream(times=iter(times), specs=iter(range(len(times))))
-        send = lambda spec: log.append((env.now, f"send {spec}"))  # noqa: E731
+        # Real specs: the compiled engine checks the types (prompt length k names request k).
+        specs = [RequestSpec(k + 1, 1) for k in range(len(times))]
+        stream = OpenLoopStream(times=iter(times), specs=iter(specs))
+        send = lambda spec: log.append((env.now, f"send {spec.prompt_len - 1}"))  # noqa: E731
         if compiled:
             OpenLoopSender(env, stream, send, until)
         else:
