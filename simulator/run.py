@@ -37,7 +37,7 @@ from simulator.errors import ConfigError
 from simulator.metrics import names
 from simulator.metrics.recorder import Recorder
 from simulator.metrics.regime import regime_summary
-from simulator.metrics.summary import fleet_summary, post_summary, summarize
+from simulator.metrics.summary import counts_summary, fleet_summary, post_summary, summarize
 from simulator.profiles import (
     Calibration,
     GpuProfile,
@@ -444,23 +444,24 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
             f"raise the rate or the time limit")
     # The measured window: metrics.warmup_s, or later where a client's warm-up phase ended.
     warmup_s = max(sc.metrics.warmup_s, traffic.measure_from_s)
-    if not summaries:
-        return _frames_only(sc, dep, pools, fleet, rec, traffic, counts, arrived, warmup_s, end,
-                            sim, requests, steps, samples, itl, attempts, wall0)
-    summary = summarize(requests, steps, samples, itl, counts=counts,
-                        warmup_s=warmup_s, end_s=end, preemptions=preempt,
-                        prefix_queries=queries, prefix_hits=hits, sim=sim)
-    # ---- fleet figures (issue 4): the outcome `failed` joins the request identity
-    # arrived = completed + rejected + timed_out + failed + in_flight; attempts, reasons, pools.
-    summary["requests"]["failed"] = counts[names.FAILED]
     replicas = rec.replica_frame(end)
-    fleet_extra = fleet.extra_summary()
-    fleet_extra["retries_denied_by_budget"] = clients.retries_denied
-    summary["fleet"] = fleet_summary(requests, attempts, replicas, warmup_s, fleet_extra)
-    summary["deployment"] = dep.describe()
-    summary["regime"] = regime_summary(
-        samples, calibration=dep.calibration_source, regime=dep.calibration_regime, tp=dep.tp,
-        max_num_batched_tokens=sc.engine.max_num_batched_tokens, max_model_len=dep.max_model_len)
+    if summaries:
+        summary = summarize(requests, steps, samples, itl, counts=counts,
+                            warmup_s=warmup_s, end_s=end, preemptions=preempt,
+                            prefix_queries=queries, prefix_hits=hits, sim=sim)
+        # ---- fleet figures (issue 4): the outcome `failed` joins the request identity
+        # arrived = completed + rejected + timed_out + failed + in_flight; attempts, reasons, pools.
+        fleet_extra = fleet.extra_summary()
+        fleet_extra["retries_denied_by_budget"] = clients.retries_denied
+        summary["fleet"] = fleet_summary(requests, attempts, replicas, warmup_s, fleet_extra)
+        summary["deployment"] = dep.describe()
+        summary["regime"] = regime_summary(
+            samples, calibration=dep.calibration_source, regime=dep.calibration_regime,
+            tp=dep.tp, max_num_batched_tokens=sc.engine.max_num_batched_tokens,
+            max_model_len=dep.max_model_len)
+    else:
+        summary = counts_summary(requests, counts=counts, warmup_s=warmup_s, end_s=end, sim=sim)
+    summary["requests"]["failed"] = counts[names.FAILED]
     summary["scenario"] = sc.name
     summary["sim"]["wall_s"] = time.perf_counter() - wall0
     # requests the workload would still have sent when the run stopped (a trace's rows past
@@ -474,6 +475,8 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
                          "gpu_time": pd.DataFrame.from_records(
                              fleet.gpu_time(), columns=["replica", "pool", "busy_s", "prefill_s"]),
                          "capacity": capacity_fns(fleet.pools)})
+    if not summaries:
+        return res
     # ---- planner figures (issue 7): per-tenant breakdown, SLO attainment/goodput, cost --------
     res.summary.update(post_summary(res))
     # ---- autoscaling (issue 5): fleet time series and the autoscaling block --------------------
@@ -482,35 +485,6 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
         res.extra["fleet_timeseries"] = ts
         res.summary["autoscaling"] = autoscaling.summary(ts, end)
     return res
-
-
-def _frames_only(sc: Scenario, dep: Deployment, pools: list[ResolvedPool], fleet: Fleet,
-                 rec: Recorder, traffic: Any, counts: dict[str, int], arrived: int,
-                 warmup_s: float, end: float, sim: dict[str, Any], requests: pd.DataFrame,
-                 steps: pd.DataFrame, samples: pd.DataFrame, itl: pd.DataFrame,
-                 attempts: pd.DataFrame, wall0: float) -> Results:
-    """:func:`simulate`'s results with ``summaries=False``: the frames, and a summary of the
-    request counts, the measured window, ``sim`` and the warnings."""
-    expected = traffic.expected_requests
-    # The measured window as summarize() takes it: to the last measured completion, unless
-    # requests are still in flight.
-    arr = requests["arrival_s"].to_numpy()
-    fin = requests["finish_s"].to_numpy()[(arr >= warmup_s)
-                                          & (requests["outcome"] == names.COMPLETED).to_numpy()]
-    window_end = end if counts.get(names.IN_FLIGHT, 0) > 0 or not len(fin) else float(fin.max())
-    summary: dict[str, Any] = {
-        "requests": {"arrived": counts["arrived"], "completed": counts[names.COMPLETED],
-                     "rejected": counts[names.REJECTED], "timed_out": counts[names.TIMED_OUT],
-                     "failed": counts[names.FAILED], "in_flight": counts[names.IN_FLIGHT],
-                     "not_sent": max(0, expected - arrived) if expected is not None else 0},
-        "window_s": {"start": warmup_s, "end": window_end},
-        "scenario": sc.name, "sim": sim}
-    summary["warnings"] = run_warnings(summary, counts, end, sc)
-    sim["wall_s"] = time.perf_counter() - wall0
-    return Results(sc, dep, requests, steps, samples, itl, summary,
-                   extra={"attempts": attempts, "replicas": rec.replica_frame(end),
-                          "deployments": {rp.config.name: rp.deployment for rp in pools},
-                          "capacity": capacity_fns(fleet.pools)})
 
 
 def run_warnings(summary: dict[str, Any], counts: dict[str, int], end: float,

@@ -38,6 +38,27 @@ def dist(values: pd.Series | np.ndarray, scale: float = 1000.0) -> dict[str, flo
     return out
 
 
+def _window_end(finish_s: np.ndarray, end_s: float, counts: dict[str, int]) -> float:
+    """End of the measured window: the last measured completion (``finish_s``), or the end of the
+    run when none completed or requests are still in flight."""
+    if counts.get(names.IN_FLIGHT, 0) > 0 or not len(finish_s):
+        return end_s
+    return float(finish_s.max())
+
+
+def counts_summary(requests: pd.DataFrame, *, counts: dict[str, int], warmup_s: float,
+                   end_s: float, sim: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`summarize` says without deriving a figure from the frames (a run with
+    ``summaries=False``): the request counts, the measured window and ``sim``."""
+    measured = ((requests["arrival_s"] >= warmup_s)
+                & (requests["outcome"] == names.COMPLETED)).to_numpy()
+    window_end = _window_end(requests["finish_s"].to_numpy()[measured], end_s, counts)
+    return {"requests": {"arrived": counts["arrived"], "completed": counts[names.COMPLETED],
+                         "rejected": counts[names.REJECTED], "timed_out": counts[names.TIMED_OUT],
+                         "in_flight": counts[names.IN_FLIGHT]},
+            "window_s": {"start": warmup_s, "end": window_end}, "sim": sim}
+
+
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, samples: pd.DataFrame,
               itl: pd.DataFrame, *, counts: dict[str, int], warmup_s: float, end_s: float,
               preemptions: int, prefix_queries: int, prefix_hits: int,
@@ -45,9 +66,7 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, samples: pd.DataFrame
     # NOTE: only the columns read here are copied (a long run's frame is large).
     done = requests.loc[(requests["arrival_s"] >= warmup_s)
                         & (requests["outcome"] == names.COMPLETED), _DONE_COLUMNS]
-    window_end = float(done["finish_s"].max()) if len(done) else end_s
-    if counts.get(names.IN_FLIGHT, 0) > 0:
-        window_end = end_s
+    window_end = _window_end(done["finish_s"].to_numpy(), end_s, counts)
     duration = max(window_end - warmup_s, 1e-9)
     itl_m = itl.loc[itl["request_id"].isin(done["request_id"]), "itl_s"]
     kv = samples[names.KV_CACHE_USAGE_PERC] if len(samples) else pd.Series(dtype=float)
