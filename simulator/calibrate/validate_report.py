@@ -51,6 +51,11 @@ def _value(v: float, unit: str) -> str:
     return f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
+def _error_cells(r: Any) -> str:
+    """The median |error|, p90 |error| and bias cells of a summary row."""
+    return f"{r.median_abs_err:.1f} | {r.p90_abs_err:.1f} | {r.bias:+.1f}"
+
+
 def _status_cell(row: pd.Series | Any, flagged: set[tuple[str, str]]) -> str:
     if not row.status:
         return "—"
@@ -100,8 +105,7 @@ def render_markdown(report: Report, command: str) -> str:
     for r in report.summary.itertuples(index=False):
         lines.append(
             f"| {r.suite} | {r.gpu} | {METRIC_LABELS.get(str(r.metric), r.metric)} | {r.n} | "
-            f"{r.median_abs_err:.1f} | {r.p90_abs_err:.1f} | {r.bias:+.1f} | "
-            f"{_fmt(r.target, 0)} | {_status_cell(r, flagged)} |")
+            f"{_error_cells(r)} | {_fmt(r.target, 0)} | {_status_cell(r, flagged)} |")
     if len(report.regime_summary):
         lines += [
             "", "## By load regime", "",
@@ -118,8 +122,7 @@ def render_markdown(report: Report, command: str) -> str:
             lines.append(
                 f"| {r.suite} | {r.gpu} | {r.regime} | "
                 f"{METRIC_LABELS.get(str(r.metric), r.metric)} | {r.n} | "
-                f"{r.median_abs_err:.1f} | {r.p90_abs_err:.1f} | {r.bias:+.1f} | "
-                f"{_status_cell(r, flagged)} |")
+                f"{_error_cells(r)} | {_status_cell(r, flagged)} |")
     if len(report.ttft_bracket):
         lines += [
             "", "## Closed-loop TTFT: desynchronised and lock-step clients", "",
