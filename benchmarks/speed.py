@@ -116,7 +116,8 @@ def child(case: str, n: int | None, fast: bool, root: Path, dump: str | None = N
     init = simpy.Environment.__init__
 
     def counting_init(self: simpy.Environment, *a: Any, **k: Any) -> None:
-        # NOTE: only remembers the environment (no per-event cost); SimPy numbers every event it
+        # NOTE: for a checkout from before simulator.simenv (--root, the baseline), which runs on
+        # SimPy's Environment: only remembers it (no per-event cost); SimPy numbers every event it
         # schedules, so its counter after the run is the number of events processed or pending.
         init(self, *a, **k)
         envs.append(self)
@@ -138,7 +139,9 @@ def child(case: str, n: int | None, fast: bool, root: Path, dump: str | None = N
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     req = res.summary["requests"]
-    events = next(envs[-1]._eid) if envs else -1  # type: ignore[attr-defined]
+    events = res.summary["sim"].get("events")  # simulator.simenv's count of scheduled events
+    if events is None:
+        events = next(envs[-1]._eid) if envs else -1  # type: ignore[attr-defined]
     if dump:
         frames = (res.requests, res.extra["attempts"], res.steps, res.timeseries)
         for name, df in zip(FRAMES, frames, strict=True):

@@ -24,8 +24,9 @@ What compiling asks of the code (all plain Python still): a compiled class canno
 one (the WAITING queue, a ``deque``, lives in :mod:`simulator.engine.queues`); values must match
 their annotations (an ``int`` stored in a ``float`` field becomes a float — so the simulation
 clock is a float from the start); constructors of per-request objects are written out (the one
-``@dataclass`` generates runs as Python); the compiled modules read SimPy's clock as ``env._now``,
-the attribute its ``now`` property returns, because a property is a Python call from compiled code.
+``@dataclass`` generates runs as Python); the simulation runs on :class:`simulator.simenv.Environment`
+(SimPy's, compiled: its clock, heap and event counter are fields the compiled modules read
+directly), whose clock they read as ``env._now``, the field its ``now`` property returns.
 Work that is not per request (summaries over pandas frames) stays out of these modules.
 
 This module imports only the standard library: the build hook loads it by path before anything is
@@ -46,6 +47,7 @@ from types import ModuleType
 from typing import Any
 
 MODULES: tuple[str, ...] = (
+    "simulator.simenv",
     "simulator.engine.request",
     "simulator.engine.kv_cache",
     "simulator.engine.scheduler",

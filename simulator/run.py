@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import simpy
 from pydantic import ValidationError
 
 from simulator import __version__, _native
@@ -47,6 +46,7 @@ from simulator.profiles import (
     memory_budget,
 )
 from simulator.results import Deployment, Results
+from simulator.simenv import Environment
 from simulator.workload.generator import build_traffic
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def resolve_pools(sc: Scenario) -> list[ResolvedPool]:
     return out
 
 
-def build_fleet(sc: Scenario, env: simpy.Environment, rec: Recorder, pools: list[ResolvedPool],
+def build_fleet(sc: Scenario, env: Environment, rec: Recorder, pools: list[ResolvedPool],
                 seed: np.random.SeedSequence) -> Fleet:
     """The pools' replicas behind the gateway and router."""
     fleet = Fleet(env, rec, sc.fleet, sc.gateway, np.random.default_rng(seed))
@@ -359,7 +359,7 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
     eng = sc.engine
     # NOTE: a float clock from the start (SimPy's default is the int 0), so every time recorded
     # is a float, as the compiled engine (simulator._native) stores it anyway.
-    env = simpy.Environment(initial_time=0.0)
+    env = Environment(initial_time=0.0)
     rec = Recorder(record_steps=sc.metrics.record_steps, record_itl=sc.metrics.record_itl)
     # One seed sequence, spawned per aspect: [0] workload, [1] fleet (random routing, client
     # regions), [2] clients (backoff jitter), [3] faults (MTBF).
@@ -405,7 +405,7 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
     if progress is not None:
         progress.started(env, fleet.log, traffic.expected_requests, limit)
     try:
-        env.run(until=simpy.AnyOf(env, [stop, env.timeout(limit)]))
+        env.run(until=env.any_of([stop, env.timeout(limit)]))
     finally:
         gc.unfreeze()
         if progress is not None:
@@ -429,7 +429,7 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
         held = float((lives["end_s"] - lives["start_s"]).sum())
         busy_frac = sum(busy) / held if held > 0 else 0.0
     sim = {"seed": sc.seed, "wall_s": time.perf_counter() - wall0, "sim_time_s": end,
-           "version": __version__, "steps": rec.num_steps,
+           "version": __version__, "steps": rec.num_steps, "events": next(env._eid),
            "fast_path_steps": sum(r.fast_steps for r in fleet.replicas),
            "run_ahead_steps": sum(r.ahead_steps for r in fleet.replicas),
            "run_ahead_finishes": sum(r.ahead_finishes for r in fleet.replicas),

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("specs (scenario sections)", ["simulator.cluster.spec", "simulator.cluster.autoscale_spec",
                                    "simulator.workload.spec", "simulator.plan_spec"]),
     ("profiles and measured data", ["simulator.profiles", "simulator.calibrate.datasets"]),
-    ("base", ["simulator.errors", "simulator._native", "simulator.store"]),
+    ("base", ["simulator.errors", "simulator._native", "simulator.store", "simulator.simenv"]),
 ]
 """Top to bottom. A module's layer is that of its most specific pattern (an exact name before a
 ``*`` pattern, a longer pattern before a shorter one)."""

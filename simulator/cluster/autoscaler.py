@@ -79,6 +79,7 @@ from simulator.cluster.provisioning import (
 from simulator.errors import ConfigError
 from simulator.metrics import names
 from simulator.prices import pool_prices
+from simulator.simenv import Environment
 
 if TYPE_CHECKING:
     from simulator.cluster.fleet import Fleet
@@ -245,7 +246,7 @@ class PoolView:
 class MetricsPipeline:
     """Scrapes the pools' replicas every ``interval`` and answers window-averaged reads."""
 
-    def __init__(self, env: simpy.Environment, fleet: Fleet, interval: float, window: float,
+    def __init__(self, env: Environment, fleet: Fleet, interval: float, window: float,
                  pools: dict[str, ReplicaSet]) -> None:
         self.env = env
         self.fleet = fleet
@@ -462,7 +463,7 @@ class PoolAutoscaler:
     """One pool's HPA (+ KEDA activation): every ``sync_period_s``, read the pipeline, combine the
     signals' proposals, normalize with the behavior, resize the replica set."""
 
-    def __init__(self, env: simpy.Environment, name: str, cfg: PoolAutoscaling,
+    def __init__(self, env: Environment, name: str, cfg: PoolAutoscaling,
                  rs: ReplicaSet, pipeline: MetricsPipeline) -> None:
         self.env = env
         self.name = name
@@ -549,7 +550,7 @@ class PoolAutoscaler:
 class Autoscaling:
     """Every autoscaled pool of one run: replica sets, controllers, pipeline, time series."""
 
-    def __init__(self, env: simpy.Environment, fleet: Fleet, cfg: AutoscalingConfig,
+    def __init__(self, env: Environment, fleet: Fleet, cfg: AutoscalingConfig,
                  prov: ProvisioningConfig, rng: np.random.Generator) -> None:
         self.env = env
         self.fleet = fleet
@@ -758,7 +759,7 @@ class Autoscaling:
         }
 
 
-def start_autoscaling(env: simpy.Environment, fleet: Fleet, cfg: AutoscalingConfig | None,
+def start_autoscaling(env: Environment, fleet: Fleet, cfg: AutoscalingConfig | None,
                       prov: ProvisioningConfig, rng: np.random.Generator) -> Autoscaling | None:
     """Start the autoscalers the scenario asks for (None: a static fleet, nothing runs)."""
     if cfg is None:

@@ -33,16 +33,16 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 from simpy.events import NORMAL, URGENT
 
-from simulator.cluster.fast_path import StepEnd, call_later
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.cluster.spec import ClientConfig, ExponentialBackoff
 from simulator.metrics import names
+from simulator.simenv import Environment, Timer, call_later
 from simulator.workload.generator import (
     ClosedLoopGroup,
     OpenLoopStream,
@@ -71,7 +71,7 @@ def retry_class(att: Attempt) -> int | str | None:
 class Clients:
     """The client policy (timeouts, retries, budget) around :meth:`Fleet.send`."""
 
-    def __init__(self, env: simpy.Environment, fleet: Fleet, cfg: ClientConfig,
+    def __init__(self, env: Environment, fleet: Fleet, cfg: ClientConfig,
                  rng: np.random.Generator) -> None:
         self.env = env
         self.fleet = fleet
@@ -184,7 +184,7 @@ class Clients:
 # --------------------------------------------------------------------------------------------
 
 
-def open_loop(env: simpy.Environment, stream: OpenLoopStream, send: Callable[[RequestSpec], Any],
+def open_loop(env: Environment, stream: OpenLoopStream, send: Callable[[RequestSpec], Any],
               until: float | None) -> Generator[simpy.Event, Any, None]:
     """Send one request at each arrival time (no one waits for it)."""
     for t, spec in zip(stream.times, stream.specs, strict=False):
@@ -202,7 +202,7 @@ class OpenLoopSender:
     from an URGENT event now (SimPy's ``Initialize``) and ends with an event of its own (a finished
     process is scheduled once more), so that the event ids of everything else stay the same."""
 
-    def __init__(self, env: simpy.Environment, stream: OpenLoopStream,
+    def __init__(self, env: Environment, stream: OpenLoopStream,
                  send: Callable[[RequestSpec], Any], until: float | None) -> None:
         self.env = env
         self.items = zip(stream.times, stream.specs, strict=False)
@@ -210,9 +210,9 @@ class OpenLoopSender:
         self.until = until
         self.due: RequestSpec | None = None
         """The request whose arrival the pending timer is for."""
-        ev = StepEnd(env)
+        ev = Timer(env)
         ev.callbacks = [self._resume]
-        heapq.heappush(env._queue, (env._now, URGENT, next(env._eid), cast(simpy.Event, ev)))
+        heapq.heappush(env._queue, (env._now, URGENT, next(env._eid), ev))
 
     def _fire(self, ev: Any) -> None:
         spec = self.due
@@ -234,11 +234,11 @@ class OpenLoopSender:
                 call_later(env, t - env._now, self._fire)
                 return
             self.send(spec)
-        end = StepEnd(env)  # the finished process's own event (no one waits for it)
-        heapq.heappush(env._queue, (env._now, NORMAL, next(env._eid), cast(simpy.Event, end)))
+        end = Timer(env)  # the finished process's own event (no one waits for it)
+        heapq.heappush(env._queue, (env._now, NORMAL, next(env._eid), end))
 
 
-def capped_open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Submit,
+def capped_open_loop(env: Environment, stream: OpenLoopStream, submit: Submit,
                      until: float | None, cap: int) -> Generator[simpy.Event, Any, None]:
     """``vllm bench serve --max-concurrency``: each request is due at its arrival time, but at most
     ``cap`` are in flight (vllm/benchmarks/serve.py: a task per request, ``async with semaphore``
@@ -265,7 +265,7 @@ def capped_open_loop(env: simpy.Environment, stream: OpenLoopStream, submit: Sub
             waiting.append(spec)
 
 
-def warmup_then_measure(env: simpy.Environment, group: ClosedLoopGroup, submit: Submit,
+def warmup_then_measure(env: Environment, group: ClosedLoopGroup, submit: Submit,
                         traffic: Traffic) -> Generator[simpy.Event, Any, None]:
     """aiperf's credit phases (aiperf/timing/credit_issuing_strategy.py): the warm-up phase sends
     ``group.warmup`` requests with ``group.concurrency`` in flight and waits until every one has
@@ -281,7 +281,7 @@ def warmup_then_measure(env: simpy.Environment, group: ClosedLoopGroup, submit: 
     start_closed_group(env, group, submit, traffic.until)
 
 
-def start_closed_group(env: simpy.Environment, g: ClosedLoopGroup, submit: Submit,
+def start_closed_group(env: Environment, g: ClosedLoopGroup, submit: Submit,
                        until: float | None) -> None:
     """Start a closed-loop group's clients (client i at i × ramp_up_s / concurrency)."""
     budget = [g.limit] if g.limit is not None else None
@@ -294,7 +294,7 @@ def start_closed_group(env: simpy.Environment, g: ClosedLoopGroup, submit: Submi
                                        i * g.ramp_up_s / g.concurrency))
 
 
-def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], submit: Submit,
+def closed_loop_client(env: Environment, specs: Iterator[RequestSpec], submit: Submit,
                        think_time_s: float, budget: list[int] | None, until: float | None,
                        start_s: float = 0.0) -> Generator[simpy.Event, Any, None]:
     """One user: (from ``start_s``) request, wait for the final outcome, think, repeat.
@@ -317,7 +317,7 @@ def closed_loop_client(env: simpy.Environment, specs: Iterator[RequestSpec], sub
             yield env.timeout(think_time_s)
 
 
-def session_client(env: simpy.Environment, session: Session, submit: Submit,
+def session_client(env: Environment, session: Session, submit: Submit,
                    until: float | None) -> Generator[simpy.Event, Any, None]:
     """Play one conversation: each turn after the previous response and its think time. A turn
     that finally fails ends the session."""
@@ -333,7 +333,7 @@ def session_client(env: simpy.Environment, session: Session, submit: Submit,
             return
 
 
-def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: Submit,
+def session_source(env: Environment, sessions: Iterator[Session], submit: Submit,
                    until: float | None) -> Generator[simpy.Event, Any, None]:
     """Start each session's client at its start time."""
     for s in sessions:
@@ -344,7 +344,7 @@ def session_source(env: simpy.Environment, sessions: Iterator[Session], submit: 
         env.process(session_client(env, s, submit, until))
 
 
-def start_clients(env: simpy.Environment, traffic: Traffic, submit: Submit,
+def start_clients(env: Environment, traffic: Traffic, submit: Submit,
                   fire: Callable[[RequestSpec], None] | None = None) -> None:
     """Start the SimPy processes that play ``traffic`` through ``submit`` (a plain fleet submit or
     :meth:`Clients.submit`, which applies the client policy); open-loop sources send through

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import simpy
 
+from simulator.simenv import Environment
+
 
 @dataclass(slots=True, eq=False)
 class Transfer:
@@ -38,7 +40,7 @@ class Link:
     """A link of ``bandwidth`` bytes/s shared equally by its active transfers, plus ``latency`` s
     per transfer. Completion times are recomputed whenever a transfer starts or ends."""
 
-    def __init__(self, env: simpy.Environment, bandwidth_bytes_s: float, latency_s: float) -> None:
+    def __init__(self, env: Environment, bandwidth_bytes_s: float, latency_s: float) -> None:
         self.env = env
         self.bandwidth = bandwidth_bytes_s
         self.latency = latency_s

@@ -46,8 +46,8 @@ stretch of plain decodes (every running request lazy, nothing waiting) whole run
 in one loop (:meth:`DecodeFastPath._decode_run`), with the step time evaluated inline from
 ``decode_terms`` (else ``decode_seconds_fn``; the same number as ``predict_totals``). Only the step
 that reaches the next event is yielded by the replica, as a timeout at its absolute end time
-(:func:`step_end`): the clock reads exactly what step-by-step timeouts would have made it, and
-events at that time keep their order. A light replica between arrivals thus costs about a
+(:func:`simulator.simenv.at`): the clock reads exactly what step-by-step timeouts would have made
+it, and events at that time keep their order. A light replica between arrivals thus costs about a
 microsecond per step instead of an event. Why no one can see a replica ahead of the clock: it runs
 ahead only when nothing else is queued at or before the end of what it takes, so the next event
 processed anywhere comes no earlier than the start of its step in progress.
@@ -58,14 +58,11 @@ Compiled with the replica (:mod:`simulator._native`): plain typed Python, no Pyt
 from __future__ import annotations
 
 import heapq
-import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
 
 import simpy
-from simpy.events import NORMAL
 
 from simulator.cluster.frontend import APIServer
 from simulator.engine.kv_cache import KVCacheManager
@@ -73,6 +70,7 @@ from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
 from simulator.engine.step_time import RooflineStepTime, StepTimeModel
 from simulator.metrics.recorder import Recorder
+from simulator.simenv import Environment, at, next_event
 
 _RUNNING = RequestStatus.RUNNING
 _NEVER = 1 << 62
@@ -81,53 +79,6 @@ TRIM_ENDS = 4096
 """Step end times kept before those no lazy request needs are dropped (:meth:`DecodeFastPath._trim`)."""
 IDLE = -1.0
 """:meth:`DecodeFastPath.next_step`'s start time when running ahead finished the last request."""
-
-
-class StepEnd:
-    """The SimPy event of a fast-path step's end: fires at the absolute time ``at`` (see
-    :func:`step_end`).
-
-    NOTE: not a ``simpy.Timeout`` but what SimPy reads of one — ``callbacks``, ``_ok``, ``_value``
-    (``Environment.step``, ``Process._resume``, an ``Interruption`` that detaches the process) —
-    as a compiled class: a replica's step end is about 2.4 events per request, and a Timeout's
-    attributes live in a Python ``__dict__`` (six generic attribute writes each)."""
-
-    __slots__ = ("_ok", "_value", "callbacks", "env")
-
-    def __init__(self, env: simpy.Environment) -> None:
-        self.env = env
-        self.callbacks: list[Any] | None = []
-        self._value: Any = None
-        self._ok = True
-
-
-def step_end(env: simpy.Environment, at: float) -> simpy.Event:
-    """A SimPy event that fires at the absolute time ``at``: the end of a fast-path step, which
-    may start after ``env.now`` when the replica ran ahead (``env.now + (at − env.now)`` need not
-    be ``at`` in floating point, and the clock must read exactly what step-by-step timeouts would
-    have made it). Scheduled as ``env.timeout`` schedules (priority NORMAL, the next event id)."""
-    # NOTE: typed as the SimPy event it stands in for (a process yields it); the compiled build
-    # sees SimPy's types as Any (simulator._native.BUILD_MYPY_CONFIG), so this checks nothing.
-    ev = cast(simpy.Event, StepEnd(env))
-    heapq.heappush(env._queue, (at, NORMAL, next(env._eid), ev))
-    return ev
-
-
-def call_later(env: simpy.Environment, delay: float, callback: Callable[[Any], None]) -> None:
-    """``env.timeout(delay).callbacks.append(callback)`` as a compiled event (:class:`StepEnd`):
-    scheduled as SimPy schedules a timeout — at ``env.now + delay``, priority NORMAL, the next
-    event id — so the clock and the order of events are the same; SimPy's ``Timeout.__init__`` ran
-    as Python (the API server's tokenisation and delivery, twice per request)."""
-    ev = StepEnd(env)
-    ev.callbacks = [callback]
-    heapq.heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), cast(simpy.Event, ev)))
-
-
-def next_event(env: simpy.Environment) -> float:
-    """``env.peek()``: the time of the next scheduled event (infinity if none), read here (a
-    Python method call from compiled code costs more than the read; twice per step)."""
-    queue = env._queue
-    return float(queue[0][0]) if queue else math.inf
 
 
 class StepOwner:
@@ -175,7 +126,7 @@ class DecodeFastPath:
     """The fast path of one engine (one scheduler and KV cache: a replica builds a new one when it
     restarts empty). See the module docstring."""
 
-    def __init__(self, owner: StepOwner, env: simpy.Environment, scheduler: Scheduler,
+    def __init__(self, owner: StepOwner, env: Environment, scheduler: Scheduler,
                  step_time: StepTimeModel, recorder: Recorder,
                  token: Callable[[Request, float], None],
                  pending: deque[tuple[Request, Callable[[Request], None]]],
@@ -190,10 +141,6 @@ class DecodeFastPath:
         self.pending = pending
         """The replica's decode admission queue (requests waiting here for KV blocks)."""
         self.id = replica_id
-        self._queue = env._queue
-        self._eid = env._eid
-        """SimPy's event heap and event-id counter (:meth:`end_at`): the same objects for the
-        environment's life."""
         predict_totals = getattr(step_time, "predict_totals", None)
         assert predict_totals is not None, "fast path without predict_totals (see available())"
         self._predict_totals = predict_totals
@@ -247,11 +194,9 @@ class DecodeFastPath:
         self._seq = 0
 
     # ---- the interface the replica loop calls ------------------------------------------------
-    def end_at(self, at: float) -> simpy.Event:
-        """:func:`step_end` of this replica's environment (its heap and id counter kept)."""
-        ev = cast(simpy.Event, StepEnd(self.env))
-        heapq.heappush(self._queue, (at, NORMAL, next(self._eid), ev))
-        return ev
+    def end_at(self, when: float) -> simpy.Event:
+        """The event of a step that ends at the absolute time ``when`` (:func:`~simulator.simenv.at`)."""
+        return at(self.env, when)
 
     def next_step(self) -> tuple[FastStep | None, float]:
         """Take the steps that end before the next event anywhere (running ahead), then schedule

@@ -45,6 +45,7 @@ from simulator.cluster.spec import (
 )
 from simulator.errors import ConfigError
 from simulator.metrics import names
+from simulator.simenv import Environment
 
 
 def _replica(fleet: Fleet, pool: str | None, index: int, where: str) -> Replica:
@@ -58,7 +59,7 @@ def _replica(fleet: Fleet, pool: str | None, index: int, where: str) -> Replica:
     return p.replicas[index]
 
 
-def start_faults(env: simpy.Environment, fleet: Fleet, cfg: FaultsConfig,
+def start_faults(env: Environment, fleet: Fleet, cfg: FaultsConfig,
                  rng: np.random.Generator) -> None:
     """Start the fault and health-check processes the scenario asks for (none without faults)."""
     if not cfg.any:
@@ -88,7 +89,7 @@ def start_faults(env: simpy.Environment, fleet: Fleet, cfg: FaultsConfig,
                                cfg.health.success_threshold))
 
 
-def _crash(env: simpy.Environment, fleet: Fleet, rep: Replica, at_s: float,
+def _crash(env: Environment, fleet: Fleet, rep: Replica, at_s: float,
            back_after: float | None, reason: str) -> Generator[simpy.Event, Any, None]:
     if at_s > env.now:
         yield env.timeout(at_s - env.now)
@@ -98,7 +99,7 @@ def _crash(env: simpy.Environment, fleet: Fleet, rep: Replica, at_s: float,
         restore_replica(fleet, rep)
 
 
-def _spot(env: simpy.Environment, fleet: Fleet, rep: Replica, ev: SpotPreemption,
+def _spot(env: Environment, fleet: Fleet, rep: Replica, ev: SpotPreemption,
           drain: bool) -> Generator[simpy.Event, Any, None]:
     if ev.at_s > env.now:
         yield env.timeout(ev.at_s - env.now)
@@ -111,7 +112,7 @@ def _spot(env: simpy.Environment, fleet: Fleet, rep: Replica, ev: SpotPreemption
         restore_replica(fleet, rep)
 
 
-def _mtbf(env: simpy.Environment, fleet: Fleet, cfg: MtbfConfig,
+def _mtbf(env: Environment, fleet: Fleet, cfg: MtbfConfig,
           rng: np.random.Generator) -> Generator[simpy.Event, Any, None]:
     """One process drawing every replica's next failure (keeps the random stream in one order)."""
     reps = [r for p in fleet.pools if cfg.pools is None or p.name in cfg.pools for r in p.replicas]
@@ -137,7 +138,7 @@ def _mtbf(env: simpy.Environment, fleet: Fleet, cfg: MtbfConfig,
                 back_at[rid] = env.now + cfg.repair_s
 
 
-def health_checker(env: simpy.Environment, fleet: Fleet, interval_s: float, failures: int,
+def health_checker(env: Environment, fleet: Fleet, interval_s: float, failures: int,
                    successes: int) -> Generator[simpy.Event, Any, None]:
     """Probe every replica each ``interval_s``; flip the router's view after enough probes."""
     # NOTE: keyed by replica id, not sized once: an autoscaler adds replicas during the run.

@@ -74,6 +74,7 @@ from simulator.errors import ConfigError
 from simulator.metrics import names
 from simulator.metrics.recorder import Recorder
 from simulator.metrics.scrape import replica_gauges
+from simulator.simenv import Environment
 from simulator.workload.generator import RequestSpec
 
 _HOLDING = (Stage.DISPATCHED, Stage.ENGINE, Stage.PENDING_DECODE, Stage.TRANSFER)
@@ -124,7 +125,7 @@ class Fleet:
     ``drain_replica``, and through ``replica_up`` / ``released`` a replica's return and health) and
     the scale-down (``drain_replica``, ``is_drained``, ``crash_replica``, ``retire_replica``)."""
 
-    def __init__(self, env: simpy.Environment, recorder: Recorder, cfg: FleetConfig,
+    def __init__(self, env: Environment, recorder: Recorder, cfg: FleetConfig,
                  gateway: GatewayConfig, rng: np.random.Generator) -> None:
         self.env = env
         self.recorder = recorder

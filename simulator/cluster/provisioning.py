@@ -47,6 +47,7 @@ import numpy as np
 import simpy
 
 from simulator.cluster.autoscale_spec import ProvisioningConfig
+from simulator.simenv import Environment
 
 if TYPE_CHECKING:
     from simulator.cluster.fleet import Fleet, Pool
@@ -167,7 +168,7 @@ class SharedStorage:
     """Weight storage of total bandwidth ``total_gb_s`` shared equally by the loads in progress
     (each gets min(total / N, ``per_load_gb_s``)), re-evaluated whenever a load starts or ends."""
 
-    def __init__(self, env: simpy.Environment, total_gb_s: float,
+    def __init__(self, env: Environment, total_gb_s: float,
                  per_load_gb_s: float | None = None) -> None:
         self.env = env
         self.total = total_gb_s * 1e9
@@ -249,7 +250,7 @@ class Node:
 class NodePool:
     """Where nodes come from: acquisition delay, capacity limit, stock-outs."""
 
-    def __init__(self, env: simpy.Environment, cfg: ProvisioningConfig,
+    def __init__(self, env: Environment, cfg: ProvisioningConfig,
                  rng: np.random.Generator) -> None:
         self.env = env
         self.cfg = cfg
@@ -364,7 +365,7 @@ class Slot:
 class ReplicaSet:
     """One pool's replicas as its Deployment controller keeps them (see the module docstring)."""
 
-    def __init__(self, env: simpy.Environment, fleet: Fleet, pool: Pool, timing: ColdStart,
+    def __init__(self, env: Environment, fleet: Fleet, pool: Pool, timing: ColdStart,
                  storage: SharedStorage, nodes: NodePool, warm_size: int, drain_timeout_s:
                  float | None, keys: Iterator[int],
                  on_change: Callable[[], None] | None = None) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 
 import simpy
 
-from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available, call_later
+from simulator.cluster.fast_path import IDLE, DecodeFastPath, StepOwner, available
 from simulator.cluster.frontend import APIServer
 from simulator.cluster.spec import APIServerConfig
 from simulator.engine.kv_cache import KVCacheManager
@@ -48,6 +48,7 @@ from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
 from simulator.engine.step_time import StepTimeModel
 from simulator.metrics.recorder import Recorder
+from simulator.simenv import Environment, call_later
 
 
 def _no_token(req: Request, now: float) -> None:
@@ -57,7 +58,7 @@ def _no_token(req: Request, now: float) -> None:
 class Replica(StepOwner):
     """Scheduler + KV cache + step-time model, driven by one SimPy process."""
 
-    def __init__(self, env: simpy.Environment, replica_id: int,
+    def __init__(self, env: Environment, replica_id: int,
                  make_scheduler: Callable[[], Scheduler], step_time: StepTimeModel,
                  recorder: Recorder, on_finish: Callable[[Request, Replica], None],
                  pool: Any = None, index: int = 0, role: str = "mixed", *,

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import simpy
 
+from simulator.simenv import Environment
+
 
 class ScrapedReplica(Protocol):
     """What the scrape reads of a replica."""
@@ -43,7 +45,7 @@ class Outstanding(Protocol):
     def outstanding(self) -> int: ...
 
 
-def replica_gauges(env: simpy.Environment, sample: Callable[[tuple[Any, ...]], None],
+def replica_gauges(env: Environment, sample: Callable[[tuple[Any, ...]], None],
                    replicas: Sequence[ScrapedReplica], states: Sequence[Outstanding],
                    retired: AbstractSet[int], interval: float
                    ) -> Generator[simpy.Event, Any, None]:

@@ -10,6 +10,7 @@ from simulator import simulate
 from simulator.config import scenario_from_dict
 from simulator.errors import ConfigError
 from simulator.report.bench import bench_result
+from simulator.simenv import Environment
 
 
 def _sc(workload: dict, **engine) -> object:
@@ -100,13 +101,12 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
     """The compiled open-loop sender and the SimPy process it replaces: the same sends at the same
     times, in the same order against other events at tied times (event ids), and the same number
     of event ids taken (everything scheduled after them keeps its order)."""
-    import simpy
 
     from simulator.cluster.client import OpenLoopSender, open_loop
     from simulator.workload.generator import OpenLoopStream, RequestSpec
 
     def play(compiled: bool) -> tuple[list[tuple[float, str]], int]:
-        env = simpy.Environment(initial_time=0.0)
+        env = Environment(initial_time=0.0)
         log: list[tuple[float, str]] = []
 
         def ticker():

@@ -4,11 +4,11 @@ per token, decode admission waits for blocks, and the same GPUs can run aggregat
 from __future__ import annotations
 
 import pytest
-import simpy
 
 from simulator.cluster.disagg import Link
 from simulator.metrics import names
 from simulator.profiles import load_model
+from simulator.simenv import Environment
 from simulator.workload.generator import RequestSpec
 from tests.cluster.helpers import scenario, simulate_traffic, traffic
 
@@ -17,7 +17,7 @@ PD = [{"name": "prefill", "role": "prefill", "decode_pool": "decode", "replicas"
 
 
 def test_link_shares_bandwidth_among_concurrent_transfers_and_adds_latency():
-    env = simpy.Environment()
+    env = Environment()
     link = Link(env, bandwidth_bytes_s=100.0, latency_s=0.5)
     done: dict[str, float] = {}
 

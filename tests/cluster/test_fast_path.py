@@ -19,6 +19,7 @@ from simulator.engine.request import Request
 from simulator.engine.scheduler import StepPlan
 from simulator.metrics.recorder import Recorder
 from simulator.run import Results, simulate
+from simulator.simenv import Environment, at
 from tests.engine.helpers import make_requests, make_scheduler
 
 from .helpers import scenario
@@ -158,7 +159,7 @@ def _drive(fast: bool, crash_at: float | None = None) -> tuple[list[tuple[Any, .
     """Requests arriving every 7 ms at one replica (blocks of 16 tokens); optionally a crash and an
     immediate restart at ``crash_at``. Returns per-request (id, outputs, first token, finish,
     largest gap), the replica, its step rows and its fast-path step count before the crash."""
-    env = simpy.Environment(initial_time=0.0)
+    env = Environment(initial_time=0.0)
     rec = Recorder(record_steps=True, record_itl=True)
     done: list[Request] = []
     rep = Replica(env, 0, lambda: make_scheduler(num_blocks=400, max_num_seqs=8), LinearStepTime(),
@@ -207,7 +208,7 @@ def test_fast_path_counts_go_on_across_a_restart() -> None:
 
 
 def test_fast_path_is_off_where_it_cannot_apply() -> None:
-    env = simpy.Environment(initial_time=0.0)
+    env = Environment(initial_time=0.0)
     rec = Recorder()
 
     def build(step_time: Any, role: str) -> Replica:
@@ -218,17 +219,17 @@ def test_fast_path_is_off_where_it_cannot_apply() -> None:
     assert not fast_path.available(PlanOnly(), "decode")
 
 
-def test_step_end_fires_at_the_absolute_time() -> None:
+def test_a_timer_at_fires_at_the_absolute_time() -> None:
     # 0.29045579343728 + (17.633047278253766 - 0.29045579343728) is 17.63304727825377: a
     # timeout of the difference would not end where step-by-step timeouts would have.
     a, b = 0.29045579343728, 17.633047278253766
     assert a + (b - a) != b
-    env = simpy.Environment(initial_time=0.0)
+    env = Environment(initial_time=0.0)
     seen: list[float] = []
 
     def proc() -> Generator[simpy.Event, Any, None]:
         yield env.timeout(a)
-        yield fast_path.step_end(env, b)
+        yield at(env, b)
         seen.append(env.now)
     env.process(proc())
     env.run()

@@ -4,18 +4,18 @@ ended request's rows go to the recorder as plain values (its objects are dropped
 from __future__ import annotations
 
 import pytest
-import simpy
 
 from simulator.cluster.ledger import RequestLog
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.engine.request import Request
 from simulator.metrics import names
 from simulator.metrics.recorder import REPLICA_COLUMNS, Recorder
+from simulator.simenv import Environment
 from simulator.workload.generator import RequestSpec
 
 
 def _creq(log: RequestLog, i: int) -> ClientRequest:
-    env = simpy.Environment()
+    env = Environment()
     c = ClientRequest(i, RequestSpec(10, 2, tenant="t"), 0.0, "default", env.event(), False)
     log.arrived(c)
     return c

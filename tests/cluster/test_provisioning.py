@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 
 import pytest
-import simpy
 
 from simulator import simulate
 from simulator.cluster.autoscale_spec import ProvisioningConfig
 from simulator.cluster.provisioning import CLASS_DEFAULTS, SharedStorage, resolve
+from simulator.simenv import Environment
 from simulator.workload.generator import RequestSpec
 from tests.cluster.helpers import scenario, simulate_traffic, traffic
 
@@ -23,7 +23,7 @@ from tests.cluster.helpers import scenario, simulate_traffic, traffic
 
 def _loads(starts: list[float], gb: float, total: float, cap: float | None = None
            ) -> list[float]:
-    env = simpy.Environment()
+    env = Environment()
     st = SharedStorage(env, total, cap)
     done: list[float] = [math.nan] * len(starts)
 

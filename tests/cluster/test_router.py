@@ -4,7 +4,6 @@ sees (its own counts, scraped gauges with staleness, health)."""
 from __future__ import annotations
 
 import numpy as np
-import simpy
 
 from simulator import simulate
 from simulator.cluster.router import (
@@ -20,6 +19,7 @@ from simulator.cluster.router import (
 from simulator.engine.request import Request
 from simulator.metrics.recorder import Recorder
 from simulator.run import build_fleet, resolve_pools
+from simulator.simenv import Environment
 from tests.cluster.helpers import scenario
 from tests.conftest import small_scenario
 
@@ -27,7 +27,7 @@ from tests.conftest import small_scenario
 def states(outstanding: list[int], kv: list[float] | None = None) -> list[ReplicaState]:
     """The router's view of real replicas (a fleet built from a scenario, not run)."""
     sc = scenario(fleet={"replicas": len(outstanding)})
-    fleet = build_fleet(sc, simpy.Environment(), Recorder(), resolve_pools(sc),
+    fleet = build_fleet(sc, Environment(), Recorder(), resolve_pools(sc),
                         np.random.SeedSequence(0))
     out = fleet.states
     for i, s in enumerate(out):

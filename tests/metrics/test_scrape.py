@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import simpy
-
 from simulator.metrics.scrape import replica_gauges
+from simulator.simenv import Environment
 
 
 @dataclass
@@ -24,7 +23,7 @@ class FakeState:
 
 
 def test_rows_per_interval_dead_as_zeros_retired_left_out_replicas_read_afresh() -> None:
-    env = simpy.Environment()
+    env = Environment()
     rows: list[tuple] = []
     reps = [FakeReplica(0), FakeReplica(1, alive=False), FakeReplica(2, alive=False)]
     states = [FakeState(), FakeState(1), FakeState(0)]

@@ -1,0 +1,191 @@
+"""The simulation clock and event queue: SimPy's ``Environment`` as a compiled class.
+
+What this models: nothing of the serving path — it is the discrete-event kernel every process of
+the simulation runs on. It is ``simpy.core.Environment`` (SimPy 4.1) statement for statement —
+the same heap of ``(time, priority, event id, event)``, the same event ids from the same counter,
+the same ``step``/``run`` semantics (callbacks cleared before they run, ``StopSimulation`` re-queues
+the remaining callbacks, a failed event that is not defused crashes the run, ``run(until=…)`` with a
+number schedules an URGENT stop event) — so a run on it processes the same events in the same order
+as on ``simpy.Environment`` and gives bit-identical results (``tests/test_simenv.py`` runs SimPy's
+own event types on both and compares). SimPy's events, processes and conditions run on it
+unchanged: they only call ``schedule``, read ``now``/``active_process`` and set ``_active_proc``.
+
+Why: compiled with the engine (:mod:`simulator._native`), its attributes (``_now``, ``_queue``,
+``_eid``) are fields the compiled modules read directly, not entries of a Python ``__dict__`` found
+by a generic attribute lookup (the replica's fast path and the timers read them several times per
+event), and :meth:`Environment.step` runs as C rather than as interpreted Python, about five times
+per simulated request.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from itertools import count
+from typing import Any, cast
+
+import simpy
+from simpy.core import EmptySchedule, StopSimulation
+from simpy.events import NORMAL, URGENT, AllOf, AnyOf, Event, Process, Timeout
+
+INFINITY = float("inf")
+
+
+class Timer:
+    """A timeout as a compiled event: what SimPy reads of a ``simpy.Timeout`` — ``callbacks``,
+    ``_ok``, ``_value`` (:meth:`Environment.step`, ``Process._resume``, an ``Interruption`` that
+    detaches a process) — as fields, without a Python ``__dict__``. Scheduled by :func:`at` and
+    :func:`call_later` exactly as ``env.timeout`` schedules (priority NORMAL, the next event id);
+    a replica's step end, an arrival and the API server's two delays per request are one each."""
+
+    __slots__ = ("_ok", "_value", "callbacks", "env")
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.callbacks: list[Any] | None = []
+        self._value: Any = None
+        self._ok = True
+
+
+def at(env: Environment, when: float) -> simpy.Event:
+    """A :class:`Timer` that fires at the absolute time ``when`` (a process yields it): the end of
+    a step of a replica that ran ahead, whose clock must read exactly what step-by-step timeouts
+    would have made it (``env.now + (when − env.now)`` need not be ``when`` in floating point)."""
+    ev = Timer(env)
+    heapq.heappush(env._queue, (when, NORMAL, next(env._eid), ev))
+    # NOTE: typed as the SimPy event it stands in for.
+    return cast(simpy.Event, ev)
+
+
+def call_later(env: Environment, delay: float, callback: Callable[[Any], None]) -> None:
+    """``env.timeout(delay).callbacks.append(callback)`` as a :class:`Timer`: at ``env.now +
+    delay``, priority NORMAL, the next event id — the same clock and order of events."""
+    ev = Timer(env)
+    ev.callbacks = [callback]
+    heapq.heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))
+
+
+def next_event(env: Environment) -> float:
+    """``env.peek()`` as a function (a method call from compiled code costs more than the read)."""
+    queue = env._queue
+    return queue[0][0] if queue else INFINITY
+
+
+class Environment:
+    """``simpy.Environment``, compiled (see the module docstring). Pass it wherever SimPy wants
+    an environment: ``simpy.Timeout(env, 1)``, ``env.process(gen)``, ``simpy.AnyOf(env, …)``."""
+
+    def __init__(self, initial_time: float = 0.0) -> None:
+        self._now: float = initial_time
+        self._queue: list[tuple[float, int, int, Any]] = []
+        """Every scheduled event: ``(time, priority, event id, event)``, a heap."""
+        self._eid = count()
+        """The event-id counter (``next(env._eid)``), as SimPy's."""
+        self._active_proc: Any = None
+        """The process being resumed (SimPy's ``Process._resume`` sets it)."""
+
+    @property
+    def now(self) -> float:
+        """The current simulation time."""
+        return self._now
+
+    @property
+    def active_process(self) -> Any:
+        """The process being resumed, or None."""
+        return self._active_proc
+
+    def _sim(self) -> simpy.Environment:
+        # NOTE: SimPy's classes are typed for its own Environment; this is one in all but type.
+        return cast(simpy.Environment, self)
+
+    def process(self, generator: Any) -> Process:
+        """A new :class:`simpy.Process` of ``generator``."""
+        return Process(self._sim(), generator)
+
+    def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
+        """A new :class:`simpy.Timeout` of ``delay``."""
+        return Timeout(self._sim(), delay, value)
+
+    def event(self) -> Event:
+        """A new, untriggered :class:`simpy.Event`."""
+        return Event(self._sim())
+
+    def all_of(self, events: Iterable[Event]) -> AllOf:
+        return AllOf(self._sim(), events)
+
+    def any_of(self, events: Iterable[Event]) -> AnyOf:
+        return AnyOf(self._sim(), events)
+
+    def schedule(self, event: Any, priority: int = NORMAL, delay: float = 0) -> None:
+        """Schedule ``event`` with ``priority`` after ``delay``."""
+        heapq.heappush(self._queue, (self._now + delay, priority, next(self._eid), event))
+
+    def peek(self) -> float:
+        """The time of the next scheduled event (infinity if none)."""
+        queue = self._queue
+        return queue[0][0] if queue else INFINITY
+
+    def step(self) -> None:
+        """Process the next event (``EmptySchedule`` if there is none)."""
+        queue = self._queue
+        if not queue:
+            raise EmptySchedule()
+        now, _, _, event = heapq.heappop(queue)
+        self._now = now
+        if isinstance(event, Timer):
+            # NOTE: SimPy's statements below, with the fields read directly; a Timer never fails.
+            callbacks = event.callbacks
+            event.callbacks = None
+            assert callbacks is not None
+            try:
+                for callback in callbacks:
+                    callback(event)
+            except StopSimulation:
+                event.callbacks = callbacks[callbacks.index(callback) + 1:]
+                self.schedule(event, -1)
+                raise
+            return
+        callbacks = event.callbacks
+        event.callbacks = None
+        try:
+            for callback in callbacks:
+                callback(event)
+        except StopSimulation:
+            # The remaining callbacks go with the event, processed when the run resumes.
+            event.callbacks = callbacks[callbacks.index(callback) + 1:]
+            self.schedule(event, -1)
+            raise
+        if not event._ok and not hasattr(event, "_defused"):
+            # A failed event no one defused crashes the run (with a copy of its exception).
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
+
+    def run(self, until: Any = None) -> Any:
+        """Step until ``until``: None — no events left; an event — it has been processed (its
+        value is returned); a number — the clock reaches it."""
+        if until is not None:
+            if not isinstance(until, Event):
+                at = until if isinstance(until, int) else float(until)
+                if at <= self._now:
+                    raise ValueError(
+                        f"until ({at}) must be greater than the current simulation time")
+                stop = Event(self._sim())
+                stop._ok = True
+                stop._value = None
+                self.schedule(stop, URGENT, at - self._now)
+                until = stop
+            elif until.callbacks is None:
+                return until.value  # already processed
+            until.callbacks.append(StopSimulation.callback)
+        try:
+            while True:
+                self.step()
+        except StopSimulation as exc:
+            return exc.args[0]
+        except EmptySchedule:
+            if until is not None:
+                assert not until.triggered
+                raise RuntimeError(f'No scheduled events left but "until" event was not '
+                                   f"triggered: {until}") from None
+        return None

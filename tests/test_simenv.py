@@ -1,0 +1,154 @@
+"""simulator.simenv.Environment against SimPy's own: the same events in the same order, the same
+clock, the same errors — with SimPy's event types (timeouts, processes, interrupts, conditions,
+failures) running on it, and a whole simulation run on either."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import simpy
+
+from simulator.simenv import Environment, Timer, at, call_later, next_event
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _world(env: Any, log: list[tuple[float, str]]) -> Any:
+    """Processes that exercise what SimPy offers a model: ties at one time, priorities (an
+    interrupt is URGENT), conditions, a failed event caught, a process waiting on another."""
+
+    def worker(name: str, delays: list[float]) -> Generator[Any, Any, str]:
+        for d in delays:
+            try:
+                yield env.timeout(d)
+                log.append((env.now, f"{name} woke"))
+            except simpy.Interrupt as i:
+                log.append((env.now, f"{name} interrupted by {i.cause}"))
+        return name
+
+    a = env.process(worker("a", [1.0, 1.0, 0.5, 2.0]))
+    b = env.process(worker("b", [2.0, 0.5, 0.5]))
+
+    def boss() -> Generator[Any, Any, None]:
+        yield env.timeout(2.0)  # a tie with a's and b's wake-ups at 2.0
+        a.interrupt("boss")
+        got = yield env.all_of([env.timeout(1.0, "x"), b])
+        log.append((env.now, f"all_of {sorted(map(str, got.values()))}"))
+        first = yield env.any_of([env.timeout(3.0), env.timeout(0.25, "quick")])
+        log.append((env.now, f"any_of {list(first.values())}"))
+        ev = env.event()
+        env.process(failer(ev))
+        try:
+            yield ev
+        except ValueError as e:
+            log.append((env.now, f"caught {e}"))
+        log.append((env.now, f"a is {a.value if a.triggered else 'running'}"))
+
+    def failer(ev: Any) -> Generator[Any, Any, None]:
+        yield env.timeout(0.125)
+        ev.fail(ValueError("boom"))
+
+    def ties() -> Generator[Any, Any, None]:
+        for k in range(3):
+            ev = env.event()
+            ev.callbacks.append(lambda _e, k=k: log.append((env.now, f"tie {k}")))
+            ev.succeed()
+        yield env.timeout(0)
+        log.append((env.now, f"active {env.active_process is not None}"))
+
+    env.process(boss())
+    env.process(ties())
+    return a
+
+
+def test_the_same_trace_as_simpy() -> None:
+    logs = []
+    for make in (simpy.Environment, Environment):
+        env = make(initial_time=0.0)
+        log: list[tuple[float, str]] = []
+        _world(env, log)
+        env.run()
+        logs.append(log)
+        assert env.peek() == float("inf")
+    assert logs[0] == logs[1]
+    assert len(logs[0]) > 12
+
+
+def test_run_until_a_time_an_event_and_resume() -> None:
+    out = []
+    for make in (simpy.Environment, Environment):
+        env = make(initial_time=0.0)
+        log: list[tuple[float, str]] = []
+        a = _world(env, log)
+        env.run(until=2.0)
+        at_two = (env.now, list(log))
+        value = env.run(until=a)  # resumes; stops once the process has ended
+        out.append((at_two, value, env.now, list(log), env.peek()))
+        env.run()
+    assert out[0] == out[1]
+    assert out[0][1] == "a"
+
+
+@pytest.mark.parametrize("make", [simpy.Environment, Environment])
+def test_the_same_errors(make: Callable[..., Any]) -> None:
+    env = make(initial_time=0.0)
+    env.run(until=1.0)
+    with pytest.raises(ValueError, match="must be greater than the current simulation time"):
+        env.run(until=0.5)
+    never = env.event()
+    with pytest.raises(RuntimeError, match='No scheduled events left but "until" event was not'):
+        env.run(until=never)
+
+    def crash() -> Generator[Any, Any, None]:
+        yield env.timeout(1.0)
+        raise KeyError("lost")
+    env.process(crash())
+    with pytest.raises(KeyError, match="lost"):
+        env.run()
+    with pytest.raises(simpy.core.EmptySchedule):
+        env.step()
+
+
+def test_timers_keep_simpys_clock_and_order() -> None:
+    env = Environment(initial_time=0.0)
+    seen: list[tuple[float, str]] = []
+    env.timeout(1.0).callbacks.append(lambda _e: seen.append((env.now, "timeout")))
+    call_later(env, 1.0, lambda _e: seen.append((env.now, "timer")))  # same time: after it
+    ev = at(env, 0.5)
+    ev.callbacks.append(lambda e: seen.append((env.now, f"at {type(e) is Timer}")))
+    assert next_event(env) == env.peek() == 0.5
+    env.run()
+    assert seen == [(0.5, "at True"), (1.0, "timeout"), (1.0, "timer")]
+
+
+SCRIPT = """
+import sys
+import simpy
+from simulator import run
+from simulator.config import scenario_from_dict
+sys.path.insert(0, "benchmarks")
+import speed
+sc = scenario_from_dict({**speed.scenario("S2", 3000), "sim": {"fast_path": True}})
+frames = []
+for env_class in (run.Environment, simpy.Environment):
+    run.Environment = env_class
+    res = run.simulate(sc)
+    frames.append((res.requests, res.extra["attempts"], res.timeseries))
+for x, y in zip(*frames, strict=True):
+    assert x.equals(y), "frames differ"
+print("same")
+"""
+
+
+def test_a_whole_run_is_the_same_on_simpys_environment() -> None:
+    # NOTE: the engine's sources (SERVESIM_PURE=1): compiled, it takes only its own Environment.
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "SERVESIM_PURE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("same")
