@@ -429,7 +429,7 @@ def simulate(sc: Scenario, progress: Any = None, *, summaries: bool = True) -> R
         held = float((lives["end_s"] - lives["start_s"]).sum())
         busy_frac = sum(busy) / held if held > 0 else 0.0
     sim = {"seed": sc.seed, "wall_s": time.perf_counter() - wall0, "sim_time_s": end,
-           "version": __version__, "steps": rec.num_steps, "events": next(env._eid),
+           "version": __version__, "steps": rec.num_steps, "events": env.num_events,
            "fast_path_steps": sum(r.fast_steps for r in fleet.replicas),
            "run_ahead_steps": sum(r.ahead_steps for r in fleet.replicas),
            "run_ahead_finishes": sum(r.ahead_finishes for r in fleet.replicas),

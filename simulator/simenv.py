@@ -2,33 +2,38 @@
 
 What this models: nothing of the serving path — it is the discrete-event kernel every process of
 the simulation runs on. It is ``simpy.core.Environment`` (SimPy 4.1) statement for statement —
-the same heap of ``(time, priority, event id, event)``, the same event ids from the same counter,
-the same ``step``/``run`` semantics (callbacks cleared before they run, ``StopSimulation`` re-queues
-the remaining callbacks, a failed event that is not defused crashes the run, ``run(until=…)`` with a
-number schedules an URGENT stop event) — so a run on it processes the same events in the same order
-as on ``simpy.Environment`` and gives bit-identical results (``tests/test_simenv.py`` runs SimPy's
-own event types on both and compares). SimPy's events, processes and conditions run on it
-unchanged: they only call ``schedule``, read ``now``/``active_process`` and set ``_active_proc``.
+the same heap of ``(time, priority, event id, event)``, the same event ids in the same order, the
+same ``step``/``run`` semantics (callbacks cleared before they run, ``StopSimulation`` re-queues
+the remaining callbacks, a failed event that is not defused crashes the run, ``run(until=…)`` with
+a number schedules an URGENT stop event) — so a run on it processes the same events in the same
+order as on ``simpy.Environment`` (``tests/test_simenv.py`` runs SimPy's own event types on both
+and compares; the goldens hold whole runs to their recorded results). SimPy's events, processes
+and conditions run on it unchanged: they only call ``schedule``, read ``now``/``active_process``
+and set ``_active_proc``.
 
 Why: compiled with the engine (:mod:`simulator._native`), its attributes (``_now``, ``_queue``,
-``_eid``) are fields the compiled modules read directly, not entries of a Python ``__dict__`` found
-by a generic attribute lookup (the replica's fast path and the timers read them several times per
-event), and :meth:`Environment.step` runs as C rather than as interpreted Python, about five times
-per simulated request.
+the event counter) are fields the compiled modules read directly, not entries of a Python
+``__dict__`` found by a generic attribute lookup (the replica's fast path and the timers read them
+several times per event), and :meth:`Environment.step` runs as C rather than as interpreted
+Python, about five times per simulated request. :class:`Timer` is the timeout of the compiled
+modules (a replica's step end, an arrival, the API server's delays).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from itertools import count
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
 from simpy.events import NORMAL, URGENT, AllOf, AnyOf, Event, Process, Timeout
 
 INFINITY = float("inf")
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+"""NOTE: bound once (a compiled module reads a Final as a C static; ``heapq.heappush`` would be a
+generic attribute lookup on the module at every call)."""
 
 
 class Timer:
@@ -52,17 +57,28 @@ def at(env: Environment, when: float) -> simpy.Event:
     a step of a replica that ran ahead, whose clock must read exactly what step-by-step timeouts
     would have made it (``env.now + (when − env.now)`` need not be ``when`` in floating point)."""
     ev = Timer(env)
-    heapq.heappush(env._queue, (when, NORMAL, next(env._eid), ev))
+    push(env, when, NORMAL, ev)
     # NOTE: typed as the SimPy event it stands in for.
     return cast(simpy.Event, ev)
 
 
-def call_later(env: Environment, delay: float, callback: Callable[[Any], None]) -> None:
-    """``env.timeout(delay).callbacks.append(callback)`` as a :class:`Timer`: at ``env.now +
-    delay``, priority NORMAL, the next event id — the same clock and order of events."""
+def call_later(env: Environment, delay: float, callback: Callable[[Timer], None],
+               value: Any = None) -> None:
+    """``env.timeout(delay, value).callbacks.append(callback)`` as a :class:`Timer`: at ``env.now
+    + delay``, priority NORMAL, the next event id — the same clock and order of events. The
+    callback gets the timer (``ev._value`` is ``value``: no closure or partial per call)."""
     ev = Timer(env)
     ev.callbacks = [callback]
-    heapq.heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))
+    ev._value = value
+    push(env, env._now + delay, NORMAL, ev)
+
+
+def push(env: Environment, when: float, priority: int, event: Any) -> None:
+    """Put ``event`` on the heap at ``when`` with ``priority`` and the next event id (what
+    :meth:`Environment.schedule` does, at an absolute time)."""
+    eid = env._count
+    env._count = eid + 1
+    _heappush(env._queue, (when, priority, eid, event))
 
 
 def next_event(env: Environment) -> float:
@@ -79,8 +95,8 @@ class Environment:
         self._now: float = initial_time
         self._queue: list[tuple[float, int, int, Any]] = []
         """Every scheduled event: ``(time, priority, event id, event)``, a heap."""
-        self._eid = count()
-        """The event-id counter (``next(env._eid)``), as SimPy's."""
+        self._count = 0
+        """The next event id (SimPy's ``next(env._eid)``): events scheduled so far."""
         self._active_proc: Any = None
         """The process being resumed (SimPy's ``Process._resume`` sets it)."""
 
@@ -88,6 +104,11 @@ class Environment:
     def now(self) -> float:
         """The current simulation time."""
         return self._now
+
+    @property
+    def num_events(self) -> int:
+        """Events scheduled so far (processed or pending)."""
+        return self._count
 
     @property
     def active_process(self) -> Any:
@@ -118,7 +139,7 @@ class Environment:
 
     def schedule(self, event: Any, priority: int = NORMAL, delay: float = 0) -> None:
         """Schedule ``event`` with ``priority`` after ``delay``."""
-        heapq.heappush(self._queue, (self._now + delay, priority, next(self._eid), event))
+        push(self, self._now + delay, priority, event)
 
     def peek(self) -> float:
         """The time of the next scheduled event (infinity if none)."""
@@ -130,7 +151,7 @@ class Environment:
         queue = self._queue
         if not queue:
             raise EmptySchedule()
-        now, _, _, event = heapq.heappop(queue)
+        now, _, _, event = _heappop(queue)
         self._now = now
         if isinstance(event, Timer):
             # NOTE: SimPy's statements below, with the fields read directly; a Timer never fails.

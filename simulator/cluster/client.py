@@ -30,7 +30,6 @@ they are recomputed even on the replica that saw the first attempt.
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,7 @@ from simpy.events import NORMAL, URGENT
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.cluster.spec import ClientConfig, ExponentialBackoff
 from simulator.metrics import names
-from simulator.simenv import Environment, Timer, call_later
+from simulator.simenv import Environment, Timer, call_later, push
 from simulator.workload.generator import (
     ClosedLoopGroup,
     OpenLoopStream,
@@ -210,9 +209,11 @@ class OpenLoopSender:
         self.until = until
         self.due: RequestSpec | None = None
         """The request whose arrival the pending timer is for."""
+        self._on_fire: Callable[[Timer], None] = self._fire
+        """The arrival timer's callback, bound once."""
         ev = Timer(env)
         ev.callbacks = [self._resume]
-        heapq.heappush(env._queue, (env._now, URGENT, next(env._eid), ev))
+        push(env, env._now, URGENT, ev)
 
     def _fire(self, ev: Any) -> None:
         spec = self.due
@@ -231,11 +232,11 @@ class OpenLoopSender:
                 break
             if t > env._now:
                 self.due = spec
-                call_later(env, t - env._now, self._fire)
+                call_later(env, t - env._now, self._on_fire)
                 return
             self.send(spec)
         end = Timer(env)  # the finished process's own event (no one waits for it)
-        heapq.heappush(env._queue, (env._now, NORMAL, next(env._eid), end))
+        push(env, env._now, NORMAL, end)
 
 
 def capped_open_loop(env: Environment, stream: OpenLoopStream, submit: Submit,

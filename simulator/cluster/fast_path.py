@@ -61,6 +61,7 @@ import heapq
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 import simpy
 
@@ -78,6 +79,10 @@ _NEVER = 1 << 62
 TRIM_ENDS = 4096
 """Step end times kept before those no lazy request needs are dropped (:meth:`DecodeFastPath._trim`)."""
 IDLE = -1.0
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+"""Bound once: a Final is a C static in the compiled build (``heapq.heappush`` is a generic
+attribute lookup on the module at every call)."""
 """:meth:`DecodeFastPath.next_step`'s start time when running ahead finished the last request."""
 
 
@@ -309,7 +314,7 @@ class DecodeFastPath:
             p = (g + ja) % bs
             self._phase[p] += 1
             req.lazy_phase = p
-        heapq.heappush(self._fin, (fin, req.run_seq, g, req))
+        _heappush(self._fin, (fin, req.run_seq, g, req))
         self._lazy.add(req)
         self._lazy_ctx += c
         return True
@@ -405,9 +410,12 @@ class DecodeFastPath:
         if alloc:
             kv.take(alloc)
         entries: list[tuple[Request, int, int]] = []
-        for req, n in zip(eager, ns, strict=True):
+        # NOTE: by index, not zip(..., strict=True), which compiled code calls as Python.
+        for k in range(len(eager)):
+            n = ns[k]
             if n <= 0:
                 continue
+            req = eager[k]
             if kv.allocate_slots(req, n) is None:  # pragma: no cover - counted above
                 raise RuntimeError(f"replica {self.id}: fast-path block accounting is off")
             entries.append((req, n, req.num_computed_tokens))
@@ -417,7 +425,11 @@ class DecodeFastPath:
             sched.admit_waiting(plan, budget - demand)
             num_new = plan.num_scheduled_new
             seq = self._seq
-            for req, n in zip(plan.requests, plan.num_new_tokens, strict=True):
+            admitted = plan.requests
+            tokens = plan.num_new_tokens
+            for k in range(len(admitted)):
+                req = admitted[k]
+                n = tokens[k]
                 req.run_seq = seq
                 seq += 1
                 eager.append(req)
@@ -466,7 +478,7 @@ class DecodeFastPath:
             self._lazy_ctx += len(self._lazy)
             fin = self._fin
             while fin and fin[0][0] <= g:
-                e = heapq.heappop(fin)
+                e = _heappop(fin)
                 req = e[3]
                 if req.lazy_g0 == e[2]:
                     self._apply(req)

@@ -157,6 +157,12 @@ class Fleet:
         self._target: int | None = None
         self._stop: simpy.Event | None = None
         self.live_gauges = self.rcfg.metrics_staleness_s == 0
+        # NOTE: the settings read per request, kept as typed fields (the configs are frozen
+        # pydantic models: each read of one is a generic attribute lookup from compiled code).
+        self._max_out: int | None = self.rcfg.max_outstanding_per_replica
+        self._spill: float | None = cfg.spill_when_waiting_per_replica
+        self._output_cap = self.rcfg.output_cap
+        self._inter_rtt: float = cfg.inter_region_rtt_s
         self.transfer_s: list[float] = []
         self.ejections = 0
         self._scraped_waiting = 0
@@ -498,8 +504,8 @@ class Fleet:
                  ) -> tuple[ReplicaState | None, Group | None, str]:
         now = self.env._now
         order = self._order[(served, att.creq.region)]
-        max_out = self.rcfg.max_outstanding_per_replica
-        spill = self.cfg.spill_when_waiting_per_replica
+        max_out = self._max_out
+        spill = self._spill
         sat: Group | None = None
         spilled: tuple[Group, list[ReplicaState]] | None = None
         last = order[-1]
@@ -533,7 +539,7 @@ class Fleet:
         return g.policy.choose(att.req, free)
 
     def _maybe_cap(self, att: Attempt, g: Group) -> None:
-        cap = self.rcfg.output_cap
+        cap = self._output_cap
         if cap is None or att.max_tokens <= cap.max_tokens:
             return
         cands = g.candidates(att.tenant, self.env._now)
@@ -552,13 +558,14 @@ class Fleet:
     def _dispatch(self, att: Attempt, st: ReplicaState, g: Group) -> None:
         st.outstanding += 1
         rep = st.replica
+        pool: Pool = rep.pool
         att.group = g
         att.replica = rep
         att.replica_id = rep.id
-        att.pool = rep.pool.name
+        att.pool = pool.name
         g.queue.dispatched(att.tenant, att.req.prompt_len)
-        if rep.pool.region != att.creq.region and self.cfg.inter_region_rtt_s > 0:
-            half = self.cfg.inter_region_rtt_s / 2
+        if pool.region != att.creq.region and self._inter_rtt > 0:
+            half = self._inter_rtt / 2
             att.back_s += half
             att.stage = Stage.DISPATCHED
             self._later(half, self._arrive, att)

@@ -96,10 +96,14 @@ class Gateway:
         """Tenant → its policy's priority (None: the request's own)."""
         self.checks_limits = any(p.requests_per_min or p.tokens_per_min or p.daily_tokens
                                  for p in [cfg.default_tenant, *cfg.tenants.values()])
+        # NOTE: read per request, kept as typed fields (a frozen pydantic model's attribute is a
+        # generic lookup from compiled code).
+        self._auth: bool = cfg.auth
+        self._shed_at: int | None = cfg.shed_when_waiting
 
     def resolve_tenant(self, claimed: str, api_key: str | None) -> str | None:
         """The tenant a request counts against, or None for 401."""
-        if not self.cfg.auth:
+        if not self._auth:
             return claimed
         if api_key is None:
             return None
@@ -146,7 +150,7 @@ class Gateway:
                 st.day_used += est
             att.charged_tokens = est
             return None
-        if cfg.shed_when_waiting is not None and self._shed(att):
+        if self._shed_at is not None and self._shed(att):
             return names.R_SHED
         return None
 

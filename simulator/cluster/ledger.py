@@ -22,12 +22,19 @@ objects are dropped. The recorder knows the columns, not these classes.
 
 from __future__ import annotations
 
+import math
+from typing import Final
+
 import numpy as np
 import pandas as pd
 
 from simulator.cluster.request import Attempt, ClientRequest
 from simulator.metrics import names
 from simulator.metrics.recorder import Recorder
+
+NAN: Final = math.nan
+"""NaN for an unknown time (a C double in the compiled build; ``np.nan`` would be an attribute
+lookup on numpy per use)."""
 
 TAKE_AT_END = True
 """Take an ended client request's rows when it ends (False: keep its objects until the frames are
@@ -124,22 +131,22 @@ class RequestLog:
         outcome = cr.outcome or names.IN_FLIGHT
         spec = cr.spec
         if att is None:
-            return (cr.request_id, -1, outcome, cr.reason, cr.arrival, np.nan, np.nan,
-                    np.nan, spec.prompt_len, 0, 0, 0, spec.priority, np.nan, np.nan,
+            return (cr.request_id, -1, outcome, cr.reason, cr.arrival, NAN, NAN,
+                    NAN, spec.prompt_len, 0, 0, 0, spec.priority, NAN, NAN,
                     spec.tenant, 0, "", "", cr.region, False, _nan(cr.end))
         r = att.req
         back = att.back_s
         n_itl = r.num_output_tokens - 1
-        first = r.first_token_time + back if r.first_token_time >= 0 else np.nan
-        finish = r.finish_time + back if r.finish_time >= 0 else np.nan
+        first = r.first_token_time + back if r.first_token_time >= 0 else NAN
+        finish = r.finish_time + back if r.finish_time >= 0 else NAN
         # NOTE: the mean gap is (last token − first token) / gaps — the sum of the gaps, telescoped:
         # no running sum per token (a sum in token order would differ in the last bits).
         return (
             cr.request_id, att.replica_id, outcome, cr.reason, cr.arrival,
             _nan(r.scheduled_time), first, finish, r.prompt_len, r.num_output_tokens,
             max(r.num_cached_tokens, 0), r.num_preemptions, r.priority,
-            (r.last_token_time - r.first_token_time) / n_itl if n_itl > 0 else np.nan,
-            r.itl_max if n_itl > 0 else np.nan,
+            (r.last_token_time - r.first_token_time) / n_itl if n_itl > 0 else NAN,
+            r.itl_max if n_itl > 0 else NAN,
             spec.tenant, len(cr.attempts), att.pool, self.recorder.pool_models.get(att.pool, ""),
             cr.region, att.capped, _nan(cr.end),
         )
@@ -150,7 +157,7 @@ class RequestLog:
         its number in start order."""
         return (a.creq.request_id, a.index, a.req.request_id, a.tenant, a.pool, a.replica_id,
                 a.start, _nan(a.end), a.outcome or names.IN_FLIGHT, a.reason,
-                a.req.first_token_time + a.back_s if a.req.first_token_time >= 0 else np.nan,
+                a.req.first_token_time + a.back_s if a.req.first_token_time >= 0 else NAN,
                 a.req.num_output_tokens, a.capped, a.seq)
 
     def _live_requests(self) -> tuple[list[tuple], dict[int, int] | None]:
@@ -237,4 +244,4 @@ class RequestLog:
 
 
 def _nan(t: float) -> float:
-    return t if t >= 0 else np.nan
+    return t if t >= 0 else NAN

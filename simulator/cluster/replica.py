@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Generator
-from functools import partial
 from typing import Any
 
 import simpy
@@ -48,7 +47,7 @@ from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
 from simulator.engine.step_time import StepTimeModel
 from simulator.metrics.recorder import Recorder
-from simulator.simenv import Environment, call_later
+from simulator.simenv import Environment, Timer, call_later
 
 
 def _no_token(req: Request, now: float) -> None:
@@ -87,6 +86,9 @@ class Replica(StepOwner):
         """Requests in the API server's input lane, by id."""
         self._delivering: dict[int, Request] = {}
         """Requests the engine finished whose last chunk the output lane has not sent yet."""
+        self._on_tokenized: Callable[[Timer], None] = self._tokenized
+        self._on_delivered: Callable[[Timer], None] = self._delivered
+        """The API server's timers' callbacks, bound once (not a bound method per request)."""
         self._token = _no_token if role == "prefill" else (
             recorder.token if self.api_out is None else self._client_token)
         self._wake: simpy.Event | None = None
@@ -144,13 +146,15 @@ class Replica(StepOwner):
             at = api.admit(now, req.prompt_len)
             if at > now:  # the API server tokenises it first (frontend module)
                 self._tokenizing[req.request_id] = req
-                call_later(self.env, at - now, partial(self._tokenized, req))
+                call_later(self.env, at - now, self._on_tokenized, req)
                 return
         self.scheduler.add_request(req)
         self._kick()
 
-    def _tokenized(self, req: Request, _ev: object = None) -> None:
-        """The API server has sent ``req`` to the engine core (unless it was aborted or lost)."""
+    def _tokenized(self, ev: Timer) -> None:
+        """The API server has sent the request (the timer's value) to the engine core (unless it
+        was aborted or lost)."""
+        req: Request = ev._value
         if self._tokenizing.pop(req.request_id, None) is None:
             return
         self.scheduler.add_request(req)
@@ -261,8 +265,9 @@ class Replica(StepOwner):
                 if fast is not None:
                     fast.ordinary_step()
                 start = env._now
-                for req, ctx in zip(plan.requests, plan.context_lens, strict=True):
-                    if req.scheduled_time < 0 and ctx == req.num_cached_tokens:
+                ctxs = plan.context_lens
+                for k, req in enumerate(plan.requests):
+                    if req.scheduled_time < 0 and ctxs[k] == req.num_cached_tokens:
                         req.scheduled_time = start
                 dt = predict(plan)
                 yield env.timeout(dt)
@@ -296,8 +301,10 @@ class Replica(StepOwner):
         else:
             self.recorder.token(req, now)
 
-    def _delivered(self, req: Request, _ev: object = None) -> None:
-        """The response's last chunk reached the client: the fleet counts the request done."""
+    def _delivered(self, ev: Timer) -> None:
+        """The response's last chunk of the request (the timer's value) reached the client: the
+        fleet counts the request done."""
+        req: Request = ev._value
         if self._delivering.pop(req.request_id, None) is not None:
             self.on_finish(req, self)
 
@@ -326,7 +333,7 @@ class Replica(StepOwner):
                 req.finish_time = at
                 if at > now:
                     self._delivering[req.request_id] = req
-                    call_later(env, at - now, partial(self._delivered, req))
+                    call_later(env, at - now, self._on_delivered, req)
                 else:
                     self.on_finish(req, self)
         if self.pending:

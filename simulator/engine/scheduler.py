@@ -220,9 +220,13 @@ class Scheduler:
     def _advance(self, plan: StepPlan) -> StepPlan:
         """Step 3: advance computed tokens now, as vLLM's _update_after_schedule does."""
         ctx = plan.context_lens
-        for req, n in zip(plan.requests, plan.num_new_tokens, strict=True):
+        reqs = plan.requests
+        tokens = plan.num_new_tokens
+        assert len(reqs) == len(tokens)
+        for k in range(len(reqs)):  # NOTE: by index (a zip is a Python call from compiled code)
+            req = reqs[k]
             ctx.append(req.num_computed_tokens)
-            req.num_computed_tokens += n
+            req.num_computed_tokens += tokens[k]
         return plan
 
     def admit_waiting(self, plan: StepPlan, budget: int, watermark: int = 0) -> None:

@@ -127,7 +127,7 @@ def test_open_loop_sender_makes_the_same_events_as_the_open_loop_process(until):
             env.process(open_loop(env, stream, send, until))
         env.process(ticker())
         env.run(until=10.0)
-        return log, next(env._eid)
+        return log, env.num_events
 
     assert play(True) == play(False)
     log, _ = play(True)
