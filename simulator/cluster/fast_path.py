@@ -564,7 +564,6 @@ class DecodeFastPath:
             seconds = got
         recorder = self.recorder
         rows = recorder.record_steps
-        record = recorder.step
         rid = self.id
         waiting = 0  # nothing waits during a run
         usage = kv.usage if rows else 0.0
@@ -618,7 +617,7 @@ class DecodeFastPath:
             g += 1
             ctx += n
             if rows:
-                record((rid, start, dt, n, n, 0, n, 0, 0, waiting, usage))
+                recorder.step((rid, start, dt, n, n, 0, n, 0, 0, waiting, usage))
             start = end
         k = g - g0
         if k:

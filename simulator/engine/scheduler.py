@@ -310,7 +310,7 @@ class Scheduler:
         else:
             done = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in done]
-        free = self.kv.free_request
+        kv = self.kv
         for req in finished:
             req.status = RequestStatus.FINISHED
-            free(req)
+            kv.free_request(req)

@@ -12,14 +12,14 @@ ends (:meth:`Recorder.request_row`, :meth:`Recorder.attempt_row`) and the rows o
 flight when the frames are built.
 
 How rows are kept (memory of long runs): rows — request, attempt, step and gauge rows alike — go
-into a :class:`_Table`: a few thousand tuples at a time are moved into one typed array per numeric
-column (8 bytes a float or id, 4 bytes a count) and one small integer per row that indexes a table
-of the distinct combinations of its repeated values (outcome, reason, tenant, pool, model, region,
-replica, …). A long run so keeps about 140 bytes per ended request (84 for its row, 56 for its
-attempt's) where tuples took about 670. The frames are built from these columns exactly as
-``DataFrame.from_records`` would build them from the tuples: same values, dtypes, column order and
-row order. At the end of a run :meth:`Recorder.collect` builds them one table at a time, freeing
-each table's columns as soon as its frame is built.
+into a :class:`_Table`: the values of a few thousand rows at a time are moved into one typed array
+per numeric column (8 bytes a float or id, 4 bytes a count) and one small integer per row that
+indexes a table of the distinct combinations of its repeated values (outcome, reason, tenant, pool,
+model, region, replica, …). A long run so keeps about 140 bytes per ended request (84 for its row,
+56 for its attempt's) where tuples took about 670. The frames are built from these columns exactly
+as ``DataFrame.from_records`` would build them from the tuples: same values, dtypes, column order
+and row order. At the end of a run :meth:`Recorder.collect` builds them one table at a time,
+freeing each table's columns as soon as its frame is built.
 
 Counting (conservation): every client request and attempt ends exactly once or is in flight;
 :mod:`simulator.cluster.ledger` says how and checks it after every run.
@@ -95,7 +95,7 @@ assert len(_REQUEST_KEEP) == len(REQUEST_COLUMNS) and len(_ATTEMPT_KEEP) == len(
 assert len(_STEP_KEEP) == len(STEP_COLUMNS) and len(_SAMPLE_KEEP) == len(SAMPLE_COLUMNS)
 
 FLUSH_ROWS = 4096
-"""Rows a :class:`_Table` holds as tuples before moving them into its columns."""
+"""Rows a :class:`_Table` holds as plain values before moving them into its columns."""
 
 
 _INT_ONLY = {int}
@@ -113,16 +113,18 @@ class _Table:
     distinct values, which have the same types as the whole column) and, with no rows, the same
     empty frame."""
 
-    __slots__ = ("_codes", "_ints", "_kind_at", "_kinds", "_num", "_pend", "keep", "n", "pending")
+    __slots__ = ("_codes", "_ints", "_kind_at", "_kinds", "_num", "_pend", "keep", "n", "pending",
+                 "width")
 
     def __init__(self, keep: str) -> None:
         self.keep = keep
-        self._pend: list[list[Any]] = [[] for _ in keep]
-        """Values of the rows not yet moved into the columns, column by column (insertion order
-        continues after the columns'). NOTE: not the row tuples themselves: a tuple kept until the
-        flush is traversed by every pass of the cyclic GC meanwhile, and transposing thousands of
-        them (``zip(*rows)``) made an iterator per row — several GC passes per flush (S3: ~6 % of
-        the run)."""
+        self.width = len(keep)
+        self._pend: list[Any] = []
+        """Values of the rows not yet moved into the columns, row after row in one flat list
+        (insertion order continues after the columns'). NOTE: not the row tuples themselves: a
+        tuple kept until the flush is traversed by every pass of the cyclic GC meanwhile, and
+        transposing thousands of them (``zip(*rows)``) made an iterator per row — several GC
+        passes per flush (S3: ~6 % of the run). One ``extend`` per row; a column is a slice."""
         self.pending = 0
         """Rows not yet moved into the columns."""
         self.n = 0
@@ -138,11 +140,9 @@ class _Table:
         return self.n + self.pending
 
     def add(self, row: tuple) -> None:
-        pend = self._pend
-        if len(row) != len(pend):
-            raise ValueError(f"a row of {len(row)} values for a table of {len(pend)} columns")
-        for j, v in enumerate(row):
-            pend[j].append(v)
+        if len(row) != self.width:
+            raise ValueError(f"a row of {len(row)} values for a table of {self.width} columns")
+        self._pend.extend(row)
         self.pending += 1
         if self.pending >= FLUSH_ROWS:
             self.flush()
@@ -152,10 +152,11 @@ class _Table:
         n_rows = self.pending
         if not n_rows:
             return
-        cols = self._pend
+        flat = self._pend
+        w = self.width
         ints = self._ints
         for j, arr in self._num:
-            col = cols[j]
+            col = flat[j::w]
             if j in ints and set(map(type, col)) != _INT_ONLY:
                 ints.discard(j)
             # NOTE: numpy converts a column in one C loop, about twice as fast as array.extend,
@@ -163,11 +164,10 @@ class _Table:
             arr.frombytes(np.fromiter(col, dtype=arr.typecode, count=len(col)).tobytes())
         if self._kind_at:
             kinds = self._kinds
-            keys = zip(*[cols[j] for j in self._kind_at], strict=True)
+            keys = zip(*[flat[j::w] for j in self._kind_at], strict=True)
             self._codes.extend([kinds.setdefault(k, len(kinds)) for k in keys])
         self.n += n_rows
-        for col in cols:
-            col.clear()
+        self._pend = []
         self.pending = 0
 
     def drop(self) -> None:
