@@ -16,7 +16,9 @@ the event counter) are fields the compiled modules read directly, not entries of
 ``__dict__`` found by a generic attribute lookup (the replica's fast path and the timers read them
 several times per event), and :meth:`Environment.step` runs as C rather than as interpreted
 Python, about five times per simulated request. :class:`Timer` is the timeout of the compiled
-modules (a replica's step end, an arrival, the API server's delays).
+modules (a replica's step end, an arrival, the API server's delays), and :class:`Loop` is
+``simpy.Process`` as a compiled class, for a replica's engine loop (resumed at every step that
+reaches another event; SimPy's ``Process._resume`` is interpreted).
 """
 
 from __future__ import annotations
@@ -27,7 +29,17 @@ from typing import Any, Final, cast
 
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
-from simpy.events import NORMAL, URGENT, AllOf, AnyOf, Event, Process, Timeout
+from simpy.events import (
+    NORMAL,
+    PENDING,
+    URGENT,
+    AllOf,
+    AnyOf,
+    Event,
+    Interruption,
+    Process,
+    Timeout,
+)
 
 INFINITY = float("inf")
 _heappush: Final = heapq.heappush
@@ -50,6 +62,91 @@ class Timer:
         self.callbacks: list[Any] | None = []
         self._value: Any = None
         self._ok = True
+
+
+class Loop:
+    """A SimPy process as a compiled class: ``simpy.Process`` statement for statement — started by
+    an URGENT event now, resumed with each yielded event's value (a failed event's exception thrown
+    in, marked defused), ended with its generator's return value or exception as its own value and
+    an event of its own, interruptible (SimPy's ``Interruption`` runs on it unchanged) — whose
+    resumes run as C instead of interpreted Python. For a process no one yields on or puts in a
+    condition (it is not a ``simpy.Event``): a replica's engine loop, resumed at every step that
+    reaches another event."""
+
+    __slots__ = ("_generator", "_ok", "_resume_cb", "_target", "_value", "callbacks", "env")
+
+    def __init__(self, env: Environment, generator: Any) -> None:
+        if not hasattr(generator, "throw"):
+            raise ValueError(f"{generator} is not a generator.")
+        self.env = env
+        self.callbacks: list[Any] | None = []
+        self._generator = generator
+        self._value: Any = PENDING
+        self._ok = True
+        self._resume_cb: Callable[[Any], None] = self._resume
+        """The resume callback, bound once (SimPy makes one per yield)."""
+        start = Timer(env)  # SimPy's Initialize: ok, no value, URGENT now
+        start.callbacks = [self._resume_cb]
+        push(env, env._now, URGENT, start)
+        self._target: Any = start
+
+    @property
+    def is_alive(self) -> bool:
+        """True until the generator exits."""
+        return self._value is PENDING
+
+    @property
+    def target(self) -> Any:
+        """The event the process waits for."""
+        return self._target
+
+    def interrupt(self, cause: Any = None) -> None:
+        """Throw ``simpy.Interrupt(cause)`` into the process (SimPy's ``Interruption``)."""
+        Interruption(cast(Process, self), cause)
+
+    def _resume(self, event: Any) -> None:
+        """``simpy.Process._resume``: send the event's value in (or throw its exception), until
+        the generator yields an event not yet processed, or exits."""
+        env = self.env
+        env._active_proc = self
+        gen = self._generator
+        while True:
+            try:
+                if isinstance(event, Timer):
+                    event = gen.send(event._value)  # NOTE: a Timer never fails
+                elif event._ok:
+                    event = gen.send(event._value)
+                else:
+                    event._defused = True
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    event = gen.throw(exc)
+            except StopIteration as e:
+                event = None
+                self._ok = True
+                self._value = e.args[0] if len(e.args) else None
+                env.schedule(self)
+                break
+            except BaseException as e:
+                event = None
+                self._ok = False
+                tb = e.__traceback__
+                e.__traceback__ = tb.tb_next if tb is not None else None
+                self._value = e
+                env.schedule(self)
+                break
+            if isinstance(event, Timer):
+                callbacks = event.callbacks
+            else:
+                try:
+                    callbacks = event.callbacks
+                except AttributeError:
+                    raise RuntimeError(f'Invalid yield value "{event}"') from None
+            if callbacks is not None:
+                callbacks.append(self._resume_cb)
+                break
+        self._target = event
+        env._active_proc = None
 
 
 def at(env: Environment, when: float) -> simpy.Event:

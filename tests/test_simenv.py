@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import simpy
 
-from simulator.simenv import Environment, Timer, at, call_later, next_event
+from simulator.simenv import Environment, Loop, Timer, at, call_later, next_event
 
 
 def _world(env: Any, log: list[tuple[float, str]]) -> Any:
@@ -119,3 +119,75 @@ def test_timers_keep_simpys_clock_and_order() -> None:
     assert next_event(env) == env.peek() == 0.5
     env.run()
     assert seen == [(0.5, "at True"), (1.0, "timeout"), (1.0, "timer")]
+
+
+def _loop_world(env: Any, start: Callable[[Any, Any], Any], log: list[tuple[float, str]]) -> Any:
+    """A replica-like loop (timeouts, absolute-time timers, a wake-up event, an interrupt that
+    ends it) started by ``start`` — SimPy's ``env.process`` or :class:`Loop` — among ordinary
+    SimPy processes at the same times."""
+    wake: list[Any] = []
+
+    def loop() -> Generator[Any, Any, str]:
+        try:
+            while True:
+                got = yield env.timeout(0.5, "t")
+                log.append((env.now, f"loop {got}"))
+                yield at(env, env.now + 0.25)
+                log.append((env.now, "loop at"))
+                ev = env.event()
+                wake.append(ev)
+                got = yield ev
+                log.append((env.now, f"loop woke {got}"))
+        except simpy.Interrupt as i:
+            log.append((env.now, f"loop interrupted {i.cause}"))
+            return "done"
+
+    proc = start(env, loop())
+
+    def other() -> Generator[Any, Any, None]:
+        for k in range(4):
+            yield env.timeout(0.75)  # ties with the loop's timers
+            log.append((env.now, f"other {k} alive={proc.is_alive}"))
+            if wake and not wake[-1].triggered:
+                wake[-1].succeed(k)
+        proc.interrupt("crash")
+        yield env.timeout(0)
+        log.append((env.now, f"other sees alive={proc.is_alive} value={proc._value}"))
+
+    env.process(other())
+    return proc
+
+
+def test_a_compiled_loop_runs_as_simpys_process() -> None:
+    logs = []
+    for start in (lambda env, gen: env.process(gen), Loop):
+        env = Environment(initial_time=0.0)
+        log: list[tuple[float, str]] = []
+        _loop_world(env, start, log)
+        env.run()
+        logs.append((log, env.num_events))
+    assert logs[0] == logs[1]
+    assert any("interrupted crash" in m for _, m in logs[0][0])
+
+
+def test_a_failing_loop_crashes_the_run_as_simpy_does() -> None:
+    def boom(env: Any) -> Generator[Any, Any, None]:
+        yield env.timeout(1.0)
+        raise KeyError("lost")
+
+    for start in (lambda env, gen: env.process(gen), Loop):
+        env = Environment(initial_time=0.0)
+        start(env, boom(env))
+        with pytest.raises(KeyError, match="lost"):
+            env.run()
+        assert env.now == 1.0
+
+    env = Environment(initial_time=0.0)
+
+    def bad() -> Generator[Any, Any, None]:
+        yield 42
+    Loop(env, bad())
+    with pytest.raises(RuntimeError, match='Invalid yield value "42"'):
+        env.run()
+    with pytest.raises(ValueError, match="is not a generator"):
+        Loop(env, 42)

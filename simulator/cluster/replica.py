@@ -47,7 +47,7 @@ from simulator.engine.request import Request, RequestStatus
 from simulator.engine.scheduler import Scheduler, StepPlan
 from simulator.engine.step_time import StepTimeModel
 from simulator.metrics.recorder import Recorder
-from simulator.simenv import Environment, Timer, call_later
+from simulator.simenv import Environment, Loop, Timer, call_later
 
 
 def _no_token(req: Request, now: float) -> None:
@@ -111,7 +111,7 @@ class Replica(StepOwner):
         self.fast: DecodeFastPath | None = DecodeFastPath(
             self, env, self.scheduler, step_time, recorder, self._token, self.pending,
             replica_id) if self.fast_path else None
-        self.process = env.process(self.run())
+        self.process = Loop(env, self.run())
 
     # ---- what a router / scraper sees ------------------------------------------------------
     @property
@@ -398,7 +398,7 @@ class Replica(StepOwner):
         if self.fast is not None:
             self.fast.reset(self.scheduler)
         self.alive = True
-        self.process = self.env.process(self.run())
+        self.process = Loop(self.env, self.run())
 
 
 def request_done(req: Request) -> bool:
