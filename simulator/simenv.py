@@ -251,20 +251,23 @@ class Environment:
         now, _, _, event = _heappop(queue)
         self._now = now
         if isinstance(event, Timer):
-            # NOTE: SimPy's statements below, with the fields read directly; a Timer never fails.
-            callbacks = event.callbacks
+            # NOTE: its fields read directly; a Timer never fails.
+            timer_callbacks = event.callbacks
             event.callbacks = None
-            assert callbacks is not None
-            try:
-                for callback in callbacks:
-                    callback(event)
-            except StopSimulation:
-                event.callbacks = callbacks[callbacks.index(callback) + 1:]
-                self.schedule(event, -1)
-                raise
+            assert timer_callbacks is not None
+            self._call(event, timer_callbacks)
             return
         callbacks = event.callbacks
         event.callbacks = None
+        self._call(event, callbacks)
+        if not event._ok and not hasattr(event, "_defused"):
+            # A failed event no one defused crashes the run (with a copy of its exception).
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
+
+    def _call(self, event: Any, callbacks: list[Any]) -> None:
+        """Run an event's callbacks, as SimPy's ``step`` does."""
         try:
             for callback in callbacks:
                 callback(event)
@@ -273,11 +276,6 @@ class Environment:
             event.callbacks = callbacks[callbacks.index(callback) + 1:]
             self.schedule(event, -1)
             raise
-        if not event._ok and not hasattr(event, "_defused"):
-            # A failed event no one defused crashes the run (with a copy of its exception).
-            exc = type(event._value)(*event._value.args)
-            exc.__cause__ = event._value
-            raise exc
 
     def run(self, until: Any = None) -> Any:
         """Step until ``until``: None — no events left; an event — it has been processed (its
